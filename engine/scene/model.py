@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -60,7 +61,7 @@ def _float_array(
 
 
 def _check_shape(array: np.ndarray, shape: tuple[int | None, ...], *, where: str, what: str) -> None:
-    ok = array.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, array.shape))
+    ok = array.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, array.shape, strict=False))
     if not ok:
         want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
         raise SceneError(f"{what} has shape {array.shape}, expected {want}", where=where)
@@ -148,13 +149,17 @@ class Texture:
     def nbytes(self) -> int:
         return int(self.pixels.nbytes)
 
+    @cached_property
+    def min_alpha(self) -> float:
+        """The smallest alpha value in 0..1 (1.0 for images without alpha); computed once."""
+        if self.channels not in (2, 4):
+            return 1.0
+        low = float(self.pixels[:, :, -1].min())
+        return low / 255.0 if self.pixels.dtype == np.uint8 else low
+
     def has_alpha_below(self, cutoff: float) -> bool:
         """True if the image has an alpha channel with some texel below ``cutoff`` (0..1)."""
-        if self.channels not in (2, 4):
-            return False
-        alpha = self.pixels[:, :, -1]
-        scale = 255.0 if self.pixels.dtype == np.uint8 else 1.0
-        return bool((alpha < cutoff * scale).any())
+        return self.min_alpha < cutoff
 
 
 @dataclass(frozen=True, eq=False)
