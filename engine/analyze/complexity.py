@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from engine.analyze.features import Features
+from engine.scene.wire import register
 
 WEIGHTS: dict[str, float] = {
     "geometry": 0.25,
@@ -32,6 +33,7 @@ WEIGHTS: dict[str, float] = {
 }
 
 
+@register
 @dataclass(frozen=True)
 class ComplexityTerm:
     """One term of the score: t in [0, 1], its weight, and weight × t."""
@@ -43,6 +45,7 @@ class ComplexityTerm:
     explanation: str
 
 
+@register
 @dataclass(frozen=True)
 class Complexity:
     score: float

@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from engine.scene.model import Material, MeshObject, Scene
+from engine.scene.model import Material, MeshObject, Scene, array_key
+from engine.scene.wire import register
 
 GLOSSY_ROUGHNESS = 0.25
 GLOSSY_METALLIC = 0.5
 
 
+@register
 @dataclass(frozen=True)
 class AnalysisConfig:
     """Knobs of the analysis. Defaults scale with the scene, so units do not matter."""
@@ -34,6 +36,7 @@ class AnalysisConfig:
     seed: int = 0x5EED
 
 
+@register
 @dataclass(frozen=True)
 class ObjectFeatures:
     """What one object holds. Lengths and areas are in scene units (see Features.meters_per_unit)."""
@@ -71,6 +74,7 @@ class ObjectFeatures:
         return self.uv_set is not None and self.uv_in_unit_square and (self.uv_overlap or 0.0) < 0.05
 
 
+@register
 @dataclass(frozen=True)
 class Features:
     """Scene-wide features plus one ObjectFeatures per object."""
@@ -198,11 +202,17 @@ class _Geometry:
 
 def _geometries(scene: Scene, config: AnalysisConfig, rng: np.random.Generator) -> tuple[list[_Geometry], np.ndarray]:
     """Unique geometries and, per object, the index of its geometry."""
-    by_key: dict[tuple[int, int], int] = {}
+    by_key: dict[tuple, int] = {}
     unique: list[MeshObject] = []
     object_geometry = np.empty(len(scene.objects), dtype=np.int64)
     for i, obj in enumerate(scene.objects):
-        key = (id(obj.positions), id(obj.triangles))
+        uv_name = obj.lightmap_uv or next(iter(obj.uvs), None)
+        key = (
+            array_key(obj.positions),
+            array_key(obj.triangles),
+            array_key(obj.material_indices),
+            None if uv_name is None else array_key(obj.uvs[uv_name]),
+        )
         if key not in by_key:
             by_key[key] = len(unique)
             unique.append(obj)
@@ -279,9 +289,12 @@ def _uv_overlap(
     c1 = np.clip(((tmax - lo) / extent * n[:, None]).astype(np.int64), 0, n[:, None] - 1)
     span = c1 - c0 + 1
     per_triangle = np.where(valid, span[:, 0] * span[:, 1], 0)
-    if per_triangle.sum() > max_pairs:  # huge triangles: keep a random subset as coverers
-        keep = rng.random(count) < max_pairs / per_triangle.sum()
-        per_triangle = np.where(keep, per_triangle, 0)
+    # Cap the work per layout. Dropping coverers lowers the chance to detect an overlap by
+    # the kept share (scaled back below, like sampling); dropping points just measures fewer.
+    share_of_budget = max_pairs * measured_per_layout / count + 20_000
+    entries = np.bincount(segment, weights=per_triangle, minlength=n_layouts)
+    coverer_kept = np.minimum(1.0, share_of_budget / np.maximum(entries, 1.0))
+    per_triangle = np.where(rng.random(count) < coverer_kept[segment], per_triangle, 0)
     owners = np.repeat(np.arange(count), per_triangle)
     local = np.arange(len(owners)) - np.repeat(np.cumsum(per_triangle) - per_triangle, per_triangle)
     width = span[owners, 1]
@@ -297,10 +310,10 @@ def _uv_overlap(
     pc = np.clip(((points - lo) / extent * n[:, None]).astype(np.int64), 0, n[:, None] - 1)
     point_cell = cell_base[segment] + pc[:, 0] * n + pc[:, 1]
     lengths = np.where(valid, ends[point_cell] - starts[point_cell], 0)
-    if lengths.sum() > max_pairs:  # crowded cells: test a random subset of the points
-        keep = rng.random(count) < max_pairs / lengths.sum()
-        lengths = np.where(keep, lengths, 0)
-        valid = valid & keep
+    pairs = np.bincount(segment, weights=lengths, minlength=n_layouts)
+    point_kept = np.minimum(1.0, share_of_budget / np.maximum(pairs, 1.0))
+    valid = valid & (rng.random(count) < point_kept[segment])
+    lengths = np.where(valid, lengths, 0)
     pair_point = np.repeat(np.arange(count), lengths)
     offsets = np.arange(len(pair_point)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     pair_tri = entry_tri[starts[point_cell[pair_point]] + offsets]
@@ -323,7 +336,7 @@ def _uv_overlap(
     measured_area = np.bincount(segment, weights=weights, minlength=n_layouts)
     covered_area = np.bincount(segment, weights=np.where(covered, weights, 0.0), minlength=n_layouts)
     share = np.divide(covered_area, measured_area, out=np.zeros(n_layouts), where=measured_area > 0)
-    scale = populations / np.maximum(measured_per_layout, 1)
+    scale = populations / np.maximum(measured_per_layout, 1) / coverer_kept
     return np.minimum(1.0, share * scale)
 
 

@@ -22,12 +22,14 @@ from typing import Any
 from engine.analyze.complexity import Complexity
 from engine.analyze.features import Features, ObjectFeatures
 from engine.errors import ConfigError
+from engine.scene.wire import register
 
 ROUTES = ("bake", "splat", "keep")
 PIPELINES = ("bake", "splat", "hybrid")
 MODES = ("object", "scene")
 
 
+@register
 @dataclass(frozen=True)
 class RoutingPolicy:
     """Thresholds of the routing rule, in one place. Override any with ``with_overrides``."""
@@ -69,6 +71,7 @@ class RoutingPolicy:
         return replace(self, **overrides)
 
 
+@register
 @dataclass(frozen=True)
 class ObjectRoute:
     name: str
@@ -76,6 +79,7 @@ class ObjectRoute:
     reasons: tuple[str, ...]
 
 
+@register
 @dataclass(frozen=True)
 class Plan:
     """The routing decision: the scene's pipeline, each object's route, and why."""

@@ -9,8 +9,10 @@ from typing import Any
 from engine.analyze import AnalysisConfig, Complexity, Features, analyze_scene, complexity_score
 from engine.route.policy import Plan, RoutingPolicy, plan_routes
 from engine.scene.model import Scene
+from engine.scene.wire import register
 
 
+@register
 @dataclass(frozen=True)
 class AnalysisResult:
     """Features, complexity and plan of a scene, with how long each step took."""

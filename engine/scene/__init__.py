@@ -22,19 +22,19 @@ __all__ = [
     "MeshObject",
     "Scene",
     "Texture",
-    "load_scene",
     "export_gltf",
+    "load_scene",
 ]
 
 
-def load_scene(path, *, unit=None):  # noqa: ANN001, ANN201 - re-exported with its own docstring
+def load_scene(path, *, unit=None):
     """Read a .gltf, .glb or .obj file into a Scene (see engine.scene.io.load_scene)."""
     from engine.scene.io import load_scene as _load
 
     return _load(path, unit=unit)
 
 
-def export_gltf(scene, path):  # noqa: ANN001, ANN201
+def export_gltf(scene, path):
     """Write a Scene as .glb or .gltf (see engine.scene.gltf.export_gltf)."""
     from engine.scene.gltf import export_gltf as _export
 

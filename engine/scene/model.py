@@ -32,10 +32,21 @@ IDENTITY.flags.writeable = False
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
-    """A read-only view of ``array`` (the caller's array keeps its own flags)."""
+    """A read-only view of ``array`` (the caller's array keeps its own flags).
+
+    An array that is already read-only is kept as it is, so objects built from another
+    object's arrays (instances) share the very same array objects.
+    """
+    if not array.flags.writeable:
+        return array
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def array_key(array: np.ndarray) -> tuple[int, tuple[int, ...], tuple[int, ...], str]:
+    """Identity of an array's data (address, shape, strides, dtype): equal for views of one buffer."""
+    return (array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str)
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
