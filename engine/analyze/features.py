@@ -188,22 +188,56 @@ def column_bounds(array: np.ndarray, block: int = 64) -> tuple[np.ndarray, np.nd
     return array.min(axis=0), array.max(axis=0)
 
 
+def segment_bounds(arrays: list[np.ndarray], columns: int, big: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column min and max of each (N_i, C) array in a list: two (len, C) arrays.
+
+    Large arrays go through :func:`column_bounds`; the small ones are laid side by side in one
+    (C, ΣN) buffer and reduced with ``reduceat`` along its contiguous axis, so a scene of many
+    small objects costs a few numpy calls instead of a few per object. Empty arrays get zeros.
+    """
+    count = len(arrays)
+    lo = np.zeros((count, columns))
+    hi = np.zeros((count, columns))
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    small = np.flatnonzero((lengths > 0) & (lengths < big))
+    for i in np.flatnonzero(lengths >= big):
+        lo[i], hi[i] = column_bounds(arrays[i])
+    if len(small):
+        starts = np.concatenate([[0], np.cumsum(lengths[small])[:-1]])
+        side_by_side = np.empty((columns, int(lengths[small].sum())), dtype=np.float64)
+        for start, i in zip(starts, small, strict=True):
+            side_by_side[:, start:start + lengths[i]] = arrays[i].T
+        lo[small] = np.minimum.reduceat(side_by_side, starts, axis=1).T
+        hi[small] = np.maximum.reduceat(side_by_side, starts, axis=1).T
+    return lo, hi
+
+
 @dataclass
-class _Geometry:
-    """One unique mesh (instances share it): exact bounds and counts, sampled triangles."""
+class _Geometries:
+    """The unique meshes of a scene (instances share one) and the triangles measured on each."""
 
-    obj: MeshObject
-    local_min: np.ndarray
-    local_max: np.ndarray
-    measured: np.ndarray  # indices of the measured triangles (all, or a sorted sample)
-    uv_name: str | None
-    uv_in_unit_square: bool
+    meshes: list[MeshObject]
+    object_geometry: np.ndarray  # (objects,) index into meshes
+    populations: np.ndarray  # (G,) triangles of each mesh
+    sizes: np.ndarray  # (G,) measured triangles of each mesh
+    measured: list[np.ndarray]  # per mesh, indices of its measured triangles (ascending)
+    local_min: np.ndarray  # (G, 3)
+    local_max: np.ndarray  # (G, 3)
+    uv_names: list[str | None]
+    uv_in_unit_square: np.ndarray  # (G,) bool
 
 
-def _geometries(scene: Scene, config: AnalysisConfig, rng: np.random.Generator) -> tuple[list[_Geometry], np.ndarray]:
-    """Unique geometries and, per object, the index of its geometry."""
+def _geometries(scene: Scene, config: AnalysisConfig, rng: np.random.Generator) -> _Geometries:
+    """Find the unique meshes, measure their bounds, and choose the triangles to measure.
+
+    Meshes up to the scene-wide budget are measured whole. Above it each mesh gets a share
+    of ``sample_triangles`` proportional to its size (at least 32 triangles), drawn by
+    stratified sampling: one uniform draw in each of ``quota`` equal runs of its triangles,
+    which never repeats a triangle and needs no per-mesh random calls.
+    """
     by_key: dict[tuple, int] = {}
-    unique: list[MeshObject] = []
+    meshes: list[MeshObject] = []
+    uv_names: list[str | None] = []
     object_geometry = np.empty(len(scene.objects), dtype=np.int64)
     for i, obj in enumerate(scene.objects):
         uv_name = obj.lightmap_uv or next(iter(obj.uvs), None)
@@ -214,29 +248,35 @@ def _geometries(scene: Scene, config: AnalysisConfig, rng: np.random.Generator) 
             None if uv_name is None else array_key(obj.uvs[uv_name]),
         )
         if key not in by_key:
-            by_key[key] = len(unique)
-            unique.append(obj)
+            by_key[key] = len(meshes)
+            meshes.append(obj)
+            uv_names.append(uv_name)
         object_geometry[i] = by_key[key]
 
-    unique_triangles = sum(obj.n_triangles for obj in unique)
+    populations = np.array([obj.n_triangles for obj in meshes], dtype=np.int64)
+    total = int(populations.sum())
     budget = config.sample_triangles
-    measured_geometries: list[_Geometry] = []
-    for obj in unique:
-        m = obj.n_triangles
-        quota = m if unique_triangles <= budget else max(min(m, 32), round(budget * m / unique_triangles))
-        if quota >= m:
-            measured = np.arange(m)
-        else:
-            # without replacement (a duplicate would "overlap" itself), sorted for gather locality
-            measured = np.sort(rng.choice(m, size=quota, replace=False))
-        local_min, local_max = column_bounds(obj.positions) if obj.n_vertices else (np.zeros(3),) * 2
-        uv_name = obj.lightmap_uv or next(iter(obj.uvs), None)
-        in_square = False
-        if uv_name is not None and obj.n_vertices:
-            lo, hi = column_bounds(obj.uvs[uv_name])
-            in_square = bool((lo >= -1e-4).all() and (hi <= 1.0 + 1e-4).all())
-        measured_geometries.append(_Geometry(obj, local_min, local_max, measured, uv_name, in_square))
-    return measured_geometries, object_geometry
+    if total <= budget:
+        sizes = populations.copy()
+    else:
+        sizes = np.maximum(np.minimum(populations, 32), np.round(budget * populations / total).astype(np.int64))
+        sizes = np.minimum(sizes, populations)
+    segment = np.repeat(np.arange(len(meshes)), sizes)
+    rank = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    stride = populations[segment] / np.maximum(sizes[segment], 1)
+    jitter = np.where(sizes[segment] < populations[segment], rng.random(len(segment)), 0.0)
+    picks = np.minimum(((rank + jitter) * stride).astype(np.int64), populations[segment] - 1)
+    measured = np.split(picks, np.cumsum(sizes)[:-1])
+
+    local_min, local_max = segment_bounds([obj.positions for obj in meshes], 3)
+    with_uv = [g for g, name in enumerate(uv_names) if name is not None]
+    in_square = np.zeros(len(meshes), dtype=bool)
+    if with_uv:
+        uv_lo, uv_hi = segment_bounds([meshes[g].uvs[uv_names[g]] for g in with_uv], 2)  # type: ignore[index]
+        in_square[with_uv] = (uv_lo >= -1e-4).all(axis=1) & (uv_hi <= 1.0 + 1e-4).all(axis=1)
+        in_square &= populations > 0
+    return _Geometries(meshes, object_geometry, populations, sizes, measured, local_min, local_max, uv_names,
+                       in_square)
 
 
 def _uv_overlap(
@@ -358,15 +398,16 @@ def analyze_scene(scene: Scene, config: AnalysisConfig | None = None) -> Feature
     rng = np.random.default_rng(config.seed)
     table = _material_table(scene.materials)
     n_materials = len(scene.materials)
-    geometries, object_geometry = _geometries(scene, config, rng)
-    n_geo = len(geometries)
+    geo = _geometries(scene, config, rng)
+    object_geometry, sizes = geo.object_geometry, geo.sizes
+    n_geo = len(geo.meshes)
 
     # --- one pass over every measured triangle of every unique geometry -----------------
-    sizes = np.array([len(g.measured) for g in geometries], dtype=np.int64)
-    populations = np.array([g.obj.n_triangles for g in geometries], dtype=np.float64)
+    populations = geo.populations.astype(np.float64)
     segment = np.repeat(np.arange(n_geo), sizes)
-    corners = np.concatenate([g.obj.positions[g.obj.triangles[g.measured]] for g in geometries])
-    materials = np.concatenate([g.obj.material_indices[g.measured] for g in geometries])
+    measured_rows = [mesh.triangles[rows] for mesh, rows in zip(geo.meshes, geo.measured, strict=True)]
+    corners = np.concatenate([mesh.positions[rows] for mesh, rows in zip(geo.meshes, measured_rows, strict=True)])
+    materials = np.concatenate([mesh.material_indices[rows] for mesh, rows in zip(geo.meshes, geo.measured, strict=True)])
     local_cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]).astype(np.float64)
     local_area = 0.5 * np.sqrt(np.einsum("ij,ij->i", local_cross, local_cross))
     area_sum = np.bincount(segment, weights=local_area, minlength=n_geo)
@@ -375,9 +416,9 @@ def analyze_scene(scene: Scene, config: AnalysisConfig | None = None) -> Feature
     scale_up = populations / np.maximum(sizes, 1)  # measured → whole geometry
     # exact per-material triangle counts of every geometry, in one bincount
     if n_geo <= 64:  # few geometries: one bincount each, no index arithmetic over all triangles
-        counts = np.stack([np.bincount(g.obj.material_indices, minlength=n_materials) for g in geometries])
+        counts = np.stack([np.bincount(mesh.material_indices, minlength=n_materials) for mesh in geo.meshes])
     else:
-        all_materials = np.concatenate([g.obj.material_indices for g in geometries])
+        all_materials = np.concatenate([mesh.material_indices for mesh in geo.meshes])
         geometry_of_triangle = np.repeat(np.arange(n_geo), populations.astype(np.int64))
         counts = np.bincount(geometry_of_triangle * n_materials + all_materials, minlength=n_geo * n_materials)
         counts = counts.reshape(n_geo, n_materials)
@@ -388,12 +429,11 @@ def analyze_scene(scene: Scene, config: AnalysisConfig | None = None) -> Feature
     glossy = counts[:, table.glossy].sum(axis=1) / denominator
     emissive_fraction = counts[:, table.emissive].sum(axis=1) / denominator
 
-    uv_geometries = [i for i, g in enumerate(geometries) if g.uv_name is not None and len(g.measured)]
+    uv_geometries = [g for g in range(n_geo) if geo.uv_names[g] is not None and sizes[g]]
     overlap = np.full(n_geo, np.nan)
     if uv_geometries:
         uv_corners = np.concatenate(
-            [geometries[i].obj.uvs[geometries[i].uv_name][geometries[i].obj.triangles[geometries[i].measured]]
-             for i in uv_geometries]
+            [geo.meshes[g].uvs[geo.uv_names[g]][measured_rows[g]] for g in uv_geometries]  # type: ignore[index]
         )
         uv_segment = np.repeat(np.arange(len(uv_geometries)), sizes[uv_geometries])
         overlap[uv_geometries] = _uv_overlap(uv_corners, uv_segment, populations[uv_geometries], rng)
@@ -401,8 +441,7 @@ def analyze_scene(scene: Scene, config: AnalysisConfig | None = None) -> Feature
     # --- per object: world bounds and the area scale of its transform --------------------
     transforms = np.stack([obj.transform for obj in scene.objects])
     linear = transforms[:, :3, :3]
-    lows = np.stack([g.local_min for g in geometries]).astype(np.float64)[object_geometry]
-    highs = np.stack([g.local_max for g in geometries]).astype(np.float64)[object_geometry]
+    lows, highs = geo.local_min[object_geometry], geo.local_max[object_geometry]
     centre, half = (lows + highs) / 2, (highs - lows) / 2
     world_centre = np.einsum("oij,oj->oi", linear, centre) + transforms[:, :3, 3]
     world_half = np.einsum("oij,oj->oi", np.abs(linear), half)
@@ -415,31 +454,33 @@ def analyze_scene(scene: Scene, config: AnalysisConfig | None = None) -> Feature
     area_scale = gram[:, 0, 0]  # s² for rotation × uniform scale s
     uniform = np.all(np.abs(gram - area_scale[:, None, None] * np.eye(3)) <= 1e-9 * area_scale[:, None, None], axis=(1, 2))
     geometry_start = np.concatenate([[0], np.cumsum(sizes)])
-    sorted_area = np.concatenate(
-        [np.sort(local_area[geometry_start[i]:geometry_start[i + 1]]) for i in range(n_geo)]
-    )
+    # areas sorted within each geometry, for counting tiny triangles by binary search
+    sorted_area = local_area[np.lexsort((local_area, segment))]
 
-    object_area = np.empty(len(scene.objects))
-    object_emissive = np.empty(len(scene.objects))
+    object_area = area_sum[object_geometry] * area_scale * scale_up[object_geometry]
+    object_emissive = emissive_sum[object_geometry] * area_scale * scale_up[object_geometry]
     object_tiny = np.zeros(len(scene.objects))
-    for i in range(len(scene.objects)):
+    # tiny triangles: one binary search per distinct (geometry, scale), shared by its instances
+    pairs, inverse = np.unique(np.stack([object_geometry, area_scale]), axis=1, return_inverse=True)
+    fractions = np.zeros(pairs.shape[1])
+    for k, (g_value, scale) in enumerate(pairs.T):
+        g = int(g_value)
+        lo_g, hi_g = geometry_start[g], geometry_start[g + 1]
+        if hi_g > lo_g:
+            fractions[k] = np.searchsorted(sorted_area[lo_g:hi_g], tiny_area / scale) / (hi_g - lo_g)
+    object_tiny[:] = fractions[inverse.ravel()]
+    for i in np.flatnonzero(~uniform):
         g = object_geometry[i]
         lo_g, hi_g = geometry_start[g], geometry_start[g + 1]
         if hi_g == lo_g:
-            object_area[i] = object_emissive[i] = 0.0
             continue
-        if uniform[i]:
-            object_area[i] = area_sum[g] * area_scale[i] * scale_up[g]
-            object_emissive[i] = emissive_sum[g] * area_scale[i] * scale_up[g]
-            below = np.searchsorted(sorted_area[lo_g:hi_g], tiny_area / area_scale[i])
-        else:  # non-uniform scale: cross products map by the cofactor matrix det(M)·M^-T
-            cofactor = np.linalg.det(linear[i]) * np.linalg.inv(linear[i]).T
-            world = local_cross[lo_g:hi_g] @ cofactor.T
-            world_area = 0.5 * np.sqrt(np.einsum("ij,ij->i", world, world))
-            object_area[i] = world_area.sum() * scale_up[g]
-            object_emissive[i] = world_area[table.emissive[materials[lo_g:hi_g]]].sum() * scale_up[g]
-            below = int((world_area < tiny_area).sum())
-        object_tiny[i] = below / (hi_g - lo_g)
+        # non-uniform scale: cross products map by the cofactor matrix det(M)·M^-T
+        cofactor = np.linalg.det(linear[i]) * np.linalg.inv(linear[i]).T
+        world = local_cross[lo_g:hi_g] @ cofactor.T
+        world_area = 0.5 * np.sqrt(np.einsum("ij,ij->i", world, world))
+        object_area[i] = world_area.sum() * scale_up[g]
+        object_emissive[i] = world_area[table.emissive[materials[lo_g:hi_g]]].sum() * scale_up[g]
+        object_tiny[i] = float((world_area < tiny_area).mean())
 
     # standard error of the sampled area: instances of a geometry share its sampling error
     sampled = sizes < populations
@@ -472,9 +513,9 @@ def analyze_scene(scene: Scene, config: AnalysisConfig | None = None) -> Feature
             glossy_fraction=float(glossy[g]),
             emissive_fraction=float(emissive_fraction[g]),
             emissive_area=float(object_emissive[i]),
-            uv_set=geometries[g].uv_name,
+            uv_set=geo.uv_names[g],
             has_lightmap_uv=obj.lightmap_uv is not None,
-            uv_in_unit_square=geometries[g].uv_in_unit_square,
+            uv_in_unit_square=bool(geo.uv_in_unit_square[g]),
             uv_overlap=None if np.isnan(overlap[g]) else float(overlap[g]),
             sampled=bool(sampled[g]),
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -42,6 +42,12 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+@lru_cache(maxsize=128)
+def _zeros(count: int) -> np.ndarray:
+    """A shared read-only int32 zero array: the default material indices of ``count`` triangles."""
+    return _frozen(np.zeros(count, dtype=np.int32))
 
 
 def array_key(array: np.ndarray) -> tuple[int, tuple[int, ...], tuple[int, ...], str]:
@@ -311,7 +317,7 @@ class MeshObject:
 
         n_triangles = self.triangles.shape[0]
         if self.material_indices is None:
-            indices = np.zeros(n_triangles, dtype=np.int32)
+            indices = _zeros(n_triangles)
         else:
             indices = np.asarray(self.material_indices)
             if indices.dtype.kind not in "iu":
