@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Both work on a fresh machine with
+# Python 3.11+, make, and (for the tests) Node.js with npm.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[io]'
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	npm ci --prefix tests/external --no-audit --no-fund --loglevel=error
+
+demo: install
+	$(BIN)/optimizer demo --out optimizer-demo
+
+# pytest exits 5 when it collected no tests: a broken setup, never a pass
+test: install-dev
+	@$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+lint: install-dev
+	$(BIN)/ruff check engine tests bench build_addon.py
+
+bench: install
+	$(BIN)/python bench/bench_analyze.py
+	$(BIN)/python bench/bench_wire.py
+
+clean:
+	rm -rf $(VENV) optimizer-demo build dist *.egg-info tests/external/node_modules
