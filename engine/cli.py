@@ -111,8 +111,8 @@ def render_report(result: dict[str, Any]) -> str:
             ("object", "triangles", "route", "why"),
         ),
     ]
-    if result["warnings"]:
-        out += ["", "Warnings:"] + [f"  - {w}" for w in result["warnings"]]
+    if result["warnings"]:  # each was logged to stderr as the file loaded
+        out += ["", f"{len(result['warnings'])} warnings (printed above)"]
     timings = result["timings_ms"]
     out += ["", f"analysed in {timings['analyze']:.1f} ms, routed in {timings['route']:.2f} ms"]
     return "\n".join(out)
