@@ -191,9 +191,9 @@ def column_bounds(array: np.ndarray, block: int = 64) -> tuple[np.ndarray, np.nd
 def segment_bounds(arrays: list[np.ndarray], columns: int, big: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Per-column min and max of each (N_i, C) array in a list: two (len, C) arrays.
 
-    Large arrays go through :func:`column_bounds`; the small ones are laid side by side in one
-    (C, ΣN) buffer and reduced with ``reduceat`` along its contiguous axis, so a scene of many
-    small objects costs a few numpy calls instead of a few per object. Empty arrays get zeros.
+    Large arrays go through :func:`column_bounds`; the small ones are concatenated and reduced
+    with one ``reduceat`` per bound, so a scene of many small objects costs a few numpy calls
+    instead of a few per object. Empty arrays get zeros.
     """
     count = len(arrays)
     lo = np.zeros((count, columns))
@@ -204,11 +204,9 @@ def segment_bounds(arrays: list[np.ndarray], columns: int, big: int = 4096) -> t
         lo[i], hi[i] = column_bounds(arrays[i])
     if len(small):
         starts = np.concatenate([[0], np.cumsum(lengths[small])[:-1]])
-        side_by_side = np.empty((columns, int(lengths[small].sum())), dtype=np.float64)
-        for start, i in zip(starts, small, strict=True):
-            side_by_side[:, start:start + lengths[i]] = arrays[i].T
-        lo[small] = np.minimum.reduceat(side_by_side, starts, axis=1).T
-        hi[small] = np.maximum.reduceat(side_by_side, starts, axis=1).T
+        joined = np.concatenate([arrays[i] for i in small])
+        lo[small] = np.minimum.reduceat(joined, starts, axis=0)
+        hi[small] = np.maximum.reduceat(joined, starts, axis=0)
     return lo, hi
 
 

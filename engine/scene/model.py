@@ -52,7 +52,7 @@ def _zeros(count: int) -> np.ndarray:
 
 def array_key(array: np.ndarray) -> tuple[int, tuple[int, ...], tuple[int, ...], str]:
     """Identity of an array's data (address, shape, strides, dtype): equal for views of one buffer."""
-    return (array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str)
+    return (array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.char)
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
