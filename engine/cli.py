@@ -112,7 +112,8 @@ def render_report(result: dict[str, Any]) -> str:
         ),
     ]
     if result["warnings"]:  # each was logged to stderr as the file loaded
-        out += ["", f"{len(result['warnings'])} warnings (printed above)"]
+        count = len(result["warnings"])
+        out += ["", f"{count} warning{'s' if count != 1 else ''} (printed above)"]
     timings = result["timings_ms"]
     out += ["", f"analysed in {timings['analyze']:.1f} ms, routed in {timings['route']:.2f} ms"]
     return "\n".join(out)

@@ -131,6 +131,8 @@ def _object_route(obj: ObjectFeatures, policy: RoutingPolicy) -> ObjectRoute:
     if splat:
         return ObjectRoute(obj.name, "splat", tuple(splat))
     reasons = ["static and opaque"]
+    if obj.emissive_fraction > 0:
+        reasons.append("emissive: a light source of the bake")
     if obj.lightmap_ready:
         reasons.append(f"has a usable lightmap UV ('{obj.uv_set}')")
     elif obj.uv_set is None:
