@@ -112,3 +112,15 @@ def test_plan_dict_matches_the_cli_contract(demo: Scene) -> None:
         assert entry["route"] in {"bake", "splat", "keep"} and entry["reasons"]
     assert 0.0 <= data["complexity"] <= 1.0
     assert set(data["timings_ms"]) >= {"analyze", "route"}
+
+
+@pytest.mark.parametrize("form", ["msgpack", "json"])
+def test_analysis_types_round_trip_through_the_wire(demo: Scene, form: str) -> None:
+    from engine.scene import wire
+
+    result = analyze_and_plan(demo, RoutingPolicy(mode="scene"))
+    back = wire.decode(wire.encode(result, form=form))
+    assert back.to_dict() == result.to_dict()
+    assert back.plan == result.plan and back.features == result.features
+    policy = RoutingPolicy().with_overrides({"splat_depth_complexity": 9.0})
+    assert wire.decode(wire.encode(policy, form=form)) == policy
