@@ -51,12 +51,63 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="build the bundled demo scene and run the pipeline on it")
     demo.add_argument("--out", default="optimizer-demo", help="output folder (default: ./optimizer-demo)")
     demo.add_argument("--json", action="store_true", help="print the analysis as JSON instead of tables")
+
+    serve = commands.add_parser("serve", help="run this machine's engine node (HTTP API, job store, workers)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8770, help="port (default 8770; 0 picks a free one)")
+    serve.add_argument("--data", type=Path, help="data folder (default: $OPTIMIZER_DATA or ~/.local/share/optimizer)")
+    serve.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU core)")
+    serve.add_argument("--gpus", type=int, default=0, help="GPUs: one GPU-bound job runs per GPU (default 0 → 1 slot)")
+    serve.add_argument("--max-upload", type=int, default=512, metavar="MB", help="largest request body (default 512)")
+    serve.add_argument("--tls-cert", type=Path, help="TLS certificate (required to listen beyond loopback)")
+    serve.add_argument("--tls-key", type=Path, help="TLS private key")
+
+    def remote(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--url", help="engine URL (default: $OPTIMIZER_URL or http://127.0.0.1:8770)")
+        sub.add_argument("--token", help="bearer token (default: $OPTIMIZER_TOKEN or the node's token file)")
+
+    submit = commands.add_parser("submit", help="submit a scene file as a job to the engine node")
+    submit.add_argument("path", help="scene file: .gltf, .glb or .obj")
+    submit.add_argument("--kind", default="analyze", help="job kind (default: analyze)")
+    submit.add_argument("--unit", help="length unit of the file (OBJ carries none)")
+    submit.add_argument("--priority", choices=("now", "economy"), default="now")
+    submit.add_argument("--pipeline", choices=("bake", "splat", "hybrid"), help="override the routed pipeline")
+    submit.add_argument("--deadline", help="ISO 8601 time the result is needed by")
+    submit.add_argument("--mode", choices=("object", "scene"), default="object")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
+    submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    submit.add_argument("--json", action="store_true", help="print the job as JSON")
+    remote(submit)
+
+    status = commands.add_parser("status", help="list jobs, or show one")
+    status.add_argument("job", nargs="?", help="job id (default: list recent jobs)")
+    status.add_argument("--json", action="store_true")
+    remote(status)
+
+    wait = commands.add_parser("wait", help="follow a job with a progress bar until it ends")
+    wait.add_argument("job", help="job id")
+    wait.add_argument("--timeout", type=float, help="give up after this many seconds")
+    remote(wait)
+
+    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job", help="job id")
+    remote(cancel)
+
+    keys = commands.add_parser("keys", help="manage the node's encryption keys")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
+    rotate = key_commands.add_parser("rotate", help="new key-encryption key; re-wrap every data key")
+    rotate.add_argument("--data", type=Path, help="the node's data folder")
     return parser
 
 
 def _policy(mode: str, overrides: list[str]) -> Any:
     from engine.route import RoutingPolicy
 
+    return RoutingPolicy(mode=mode).with_overrides(_policy_values(overrides))
+
+
+def _policy_values(overrides: list[str]) -> dict[str, Any]:
+    """NAME=VALUE strings as a dict of numbers and booleans."""
     values: dict[str, Any] = {}
     for item in overrides:
         name, sep, raw = item.partition("=")
@@ -69,7 +120,7 @@ def _policy(mode: str, overrides: list[str]) -> Any:
             values[name.strip()] = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
         except ValueError:
             raise ConfigError(f"{raw!r} is not a number", where=f"--set {name}") from None
-    return RoutingPolicy(mode=mode).with_overrides(values)
+    return values
 
 
 # ---------------------------------------------------------------------------- printing
@@ -172,7 +223,126 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"analyze": cmd_analyze, "demo": cmd_demo}
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.service.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a port number (0..65535)")
+    if args.max_upload < 1:
+        raise UsageError("--max-upload must be at least 1 MB")
+    return serve(args.host, args.port, args.data, workers=args.workers, gpus=args.gpus,
+                 max_upload=args.max_upload * 1024 * 1024, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                 announce=lambda line: print(line, flush=True))
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from engine.client import EngineClient
+
+    return EngineClient(args.url, args.token)
+
+
+def _job_line(job: Any) -> tuple[str, ...]:
+    return (job.id, job.kind, job.state, job.stage, f"{job.progress:.0%}", job.error or "")
+
+
+def _print_job(job: Any, as_json: bool) -> None:
+    import dataclasses
+
+    if as_json:
+        print(json.dumps(dataclasses.asdict(job)))
+        return
+    print(_table([_job_line(job)], ("job", "kind", "state", "stage", "progress", "error")))
+    for text in job.messages:
+        print(f"  - {text}")
+    for artifact in job.artifacts:
+        print(f"  artifact {artifact.name} ({artifact.size:,} bytes, {artifact.content_type})")
+
+
+def _follow(client: Any, job_id: str, timeout: float | None) -> int:
+    from engine.progress import ProgressBar
+
+    job = client.wait(job_id, progress=ProgressBar(), timeout=timeout)
+    _print_job(job, as_json=False)
+    if job.state == "done":
+        return EXIT_OK
+    print(f"optimizer: job {job.id} {job.state}{': ' + job.error if job.error else ''}", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from engine.scene.io import load_scene
+
+    policy = _policy(args.mode, args.overrides)  # bad --set fails here, before any upload
+    scene = load_scene(args.path, unit=args.unit)
+    options: dict[str, Any] = {"mode": policy.mode, "overrides": _policy_values(args.overrides)}
+    if args.pipeline:
+        options["pipeline"] = args.pipeline
+    if args.deadline:
+        options["deadline"] = args.deadline
+    client = _client(args)
+    job = client.submit(scene, kind=args.kind, options=options, priority=args.priority)
+    if args.wait:
+        return _follow(client, job.id, None)
+    _print_job(job, args.json) if args.json else print(job.id)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    client = _client(args)
+    if args.job:
+        _print_job(client.job(args.job), args.json)
+        return EXIT_OK
+    jobs = client.jobs()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(j) for j in jobs]))
+    else:
+        print(_table([_job_line(j) for j in jobs], ("job", "kind", "state", "stage", "progress", "error")))
+    return EXIT_OK
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return _follow(_client(args), args.job, args.timeout)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    _print_job(_client(args).cancel(args.job), as_json=False)
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from engine.service.security import load_or_create_identity
+    from engine.service.server import default_data_dir
+    from engine.service.vault import Keyring, Vault
+
+    if args.keys_command != "rotate":
+        raise UsageError("keys needs an action: rotate (see 'optimizer keys --help')")
+    data_dir = Path(args.data or default_data_dir()).expanduser()
+    if not (data_dir / "identity").exists():
+        raise InputError("no engine node data here (run `optimizer serve --data` first)", where=str(data_dir))
+    identity, _ = load_or_create_identity(data_dir)
+    report = Vault(data_dir, Keyring(identity.node_id)).rotate()
+    print(f"optimizer: rotated keys: {report}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "analyze": cmd_analyze, "demo": cmd_demo, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
+    "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys,
+}
+
+
+def _remote_errors() -> tuple[type[Exception], ...]:
+    from engine.client import EngineError, EngineUnreachable
+
+    return (EngineError, EngineUnreachable)
+
+
+def _unreachable(exc: Exception) -> bool:
+    from engine.client import EngineUnreachable
+
+    return isinstance(exc, EngineUnreachable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"optimizer: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except _remote_errors() as exc:
+        print(f"optimizer: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT if getattr(exc, "status", 500) < 500 and not _unreachable(exc) else EXIT_INTERNAL
     except OptimizerError as exc:
         print(f"optimizer: error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL

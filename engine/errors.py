@@ -39,3 +39,66 @@ class WireError(InputError):
 
 class ConfigError(InputError):
     """A configuration value (thresholds, options) that is out of range or unknown."""
+
+
+class NotFound(InputError):
+    """Something asked for by id, name or digest that is not stored (a job, an artifact, a blob)."""
+
+
+class JobNotFound(NotFound):
+    """No job with this id in the job store."""
+
+
+class ArtifactNotFound(NotFound):
+    """The job exists but has no artifact of this name."""
+
+
+class BlobNotFound(NotFound):
+    """No blob with this digest in the vault."""
+
+
+class IdempotencyConflict(InputError):
+    """An idempotency key reused for a different request (another kind, options or scene)."""
+
+
+class InvalidTransition(OptimizerError):
+    """A job state change that the job state machine does not allow (for example done → running)."""
+
+    def __init__(self, job_id: str, current: str, requested: str, allowed: list[str]) -> None:
+        self.job_id = job_id
+        self.current = current
+        self.requested = requested
+        allowed_text = ", ".join(allowed) if allowed else "none: the job is finished"
+        super().__init__(f"job {job_id}: cannot go from {current} to {requested} (allowed from {current}: {allowed_text})")
+
+
+class StaleAttempt(InvalidTransition):
+    """A state change from a worker of an earlier attempt of a job that has since been claimed again."""
+
+    def __init__(self, job_id: str, attempt: int, current_attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.current_attempt = current_attempt
+        self.current = self.requested = ""
+        OptimizerError.__init__(self, f"job {job_id}: attempt {attempt} is stale (the job is on attempt "
+                                      f"{current_attempt}); its result was not recorded")
+
+
+class StorageError(OptimizerError):
+    """Stored data that cannot be read or changed as asked (a failed key rotation, a broken store).
+
+    Not bad input: the node's own files are at fault. ``where`` names the file or record.
+    """
+
+    def __init__(self, problem: str, *, where: str = "", hint: str = "") -> None:
+        self.problem = problem
+        self.where = where
+        self.hint = hint
+        text = f"{where}: {problem}" if where else problem
+        if hint:
+            text = f"{text} ({hint})"
+        super().__init__(text)
+
+
+class IntegrityError(StorageError):
+    """Stored data that fails its integrity check: corrupt, truncated or tampered with. Never returned as data."""

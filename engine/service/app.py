@@ -1,0 +1,539 @@
+"""The engine node's HTTP API (FastAPI), versioned under /v1.
+
+Bodies travel as JSON or msgpack, chosen by Content-Type (requests) and Accept (responses).
+A scene travels in the wire codec's form: the JSON envelope inside a JSON body, or the msgpack
+message as bytes inside a msgpack body. Everything but /v1/health needs the node's bearer
+token. Bad input gets 4xx with a ``detail`` that names the field; nothing reaches the user as
+a traceback, and no request can take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any, Literal
+
+import msgpack
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from engine import __version__
+from engine.errors import ConfigError, InputError, OptimizerError, WireError
+
+log = logging.getLogger(__name__)
+
+MSGPACK = "application/msgpack"
+MSGPACK_TYPES = (MSGPACK, "application/x-msgpack")
+DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
+
+# ----------------------------------------------------------------------------- bodies
+
+
+class QualityTargets(BaseModel):
+    """Verification thresholds for this job (defaults from the original design when absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ssim: float | None = Field(None, ge=0, le=1, description="minimum SSIM (default 0.98)")
+    psnr: float | None = Field(None, gt=0, le=200, description="minimum PSNR in dB (default 35)")
+    lpips: float | None = Field(None, ge=0, le=1, description="maximum LPIPS (default 0.05)")
+    vmaf: float | None = Field(None, ge=0, le=100, description="minimum VMAF (default 90)")
+    flip: float | None = Field(None, ge=0, le=1, description="maximum mean FLIP (default 0.1)")
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pipeline: Literal["bake", "splat", "hybrid"] | None = Field(None, description="override the routed pipeline")
+    quality: QualityTargets = Field(default_factory=QualityTargets)
+    deadline: datetime | None = Field(None, description="when the result is needed (ISO 8601 with time zone)")
+    mode: Literal["object", "scene"] = Field("object", description="routing: per object, or the scene-wide rule")
+    overrides: dict[str, float | bool] = Field(default_factory=dict, description="routing threshold overrides")
+    params: dict[str, float | int | bool | str] = Field(
+        default_factory=dict, description="settings of the job's pipeline kind (samples, steps, ...)")
+
+
+class JobRequest(BaseModel):
+    """A job: a scene (inline, or a reference to an uploaded one), its kind and options."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field("analyze", min_length=1, max_length=64, description="pipeline kind, e.g. analyze")
+    scene: dict[str, Any] | bytes | None = Field(
+        None, description="the scene in the wire codec: the JSON envelope, or msgpack bytes in a msgpack body")
+    scene_ref: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="digest from POST /v1/scenes")
+    options: JobOptions = Field(default_factory=JobOptions)
+    priority: Literal["now", "economy"] = "now"
+    idempotency_key: str | None = Field(None, min_length=1, max_length=128,
+                                        description="the same key returns the same job (also the Idempotency-Key header)")
+
+
+class AnalyzeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scene: dict[str, Any] | bytes = Field(..., description="the scene in the wire codec")
+    mode: Literal["object", "scene"] = "object"
+    overrides: dict[str, float | bool] = Field(default_factory=dict)
+
+
+class SceneUploaded(BaseModel):
+    scene_ref: str
+    objects: int
+    triangles: int
+    bytes: int
+
+
+class ArtifactView(BaseModel):
+    name: str
+    digest: str
+    size: int
+    content_type: str
+    created_at: float
+
+
+class MessageView(BaseModel):
+    ts: float
+    text: str
+
+
+class JobView(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "scheduled", "running", "verifying", "done", "failed", "cancelled"]
+    stage: str
+    progress: float
+    priority: str
+    options: dict[str, Any]
+    scene_ref: str | None
+    idempotency_key: str | None
+    created_at: float
+    updated_at: float
+    attempts: int
+    error: str | None
+    cancel_requested: bool
+    timings: dict[str, float] = Field(description="unix time of every state reached")
+    messages: list[MessageView]
+    artifacts: list[ArtifactView]
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    node_id: str
+    public_key: str
+    time: float
+    kinds: list[str]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class AnalysisBody(BaseModel):
+    """What `optimizer analyze --json` prints (see the README for the fields)."""
+
+    model_config = ConfigDict(extra="allow")
+    scene: str
+    features: dict[str, Any]
+    complexity: float
+    complexity_terms: dict[str, Any]
+    plan: dict[str, Any]
+    warnings: list[str]
+    timings_ms: dict[str, float]
+
+
+ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 415, 422)}
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def job_view(job: Any) -> dict[str, Any]:
+    """A store Job as the API's JSON (JobView)."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state.value,
+        "stage": job.stage,
+        "progress": job.progress,
+        "priority": job.priority,
+        "options": job.options,
+        "scene_ref": job.scene_digest,
+        "idempotency_key": job.idempotency_key,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "attempts": job.attempts,
+        "error": job.error,
+        "cancel_requested": job.cancel_requested,
+        "timings": {state: ts for state, ts in job.transitions},
+        "messages": [{"ts": ts, "text": text} for ts, text in job.messages],
+        "artifacts": [
+            {"name": a.name, "digest": a.digest, "size": a.size, "content_type": a.content_type,
+             "created_at": a.created_at} for a in job.artifacts
+        ],
+    }
+
+
+def wants_msgpack(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return any(kind in accept for kind in MSGPACK_TYPES)
+
+
+def reply(request: Request, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON, or msgpack when the client's Accept asks for it."""
+    if wants_msgpack(request):
+        return Response(msgpack.packb(data, use_bin_type=True), status_code=status, media_type=MSGPACK,
+                        headers=headers)
+    return JSONResponse(data, status_code=status, headers=headers)
+
+
+class APIError(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        self.status, self.detail, self.headers = status, detail, headers
+        super().__init__(detail)
+
+
+async def read_body(request: Request) -> Any:
+    """The request body as Python data, by Content-Type (JSON or msgpack)."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    raw = await request.body()
+    if content_type in MSGPACK_TYPES:
+        try:
+            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several types for bad input
+            raise APIError(400, f"body: not valid msgpack ({type(exc).__name__})") from None
+    if content_type in ("application/json", "text/json") or content_type.endswith("+json"):
+        try:
+            return json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise APIError(400, f"body: not valid JSON ({exc})") from None
+    raise APIError(415, f"Content-Type '{content_type}' is not accepted; send application/json or {MSGPACK}")
+
+
+def validated(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise APIError(422, _validation_detail(exc.errors(), prefix="body")) from None
+
+
+def _validation_detail(errors: list[dict[str, Any]], prefix: str = "") -> str:
+    parts = []
+    for error in errors[:5]:
+        location = [str(p) for p in error.get("loc", ())]
+        if prefix and (not location or location[0] != prefix):
+            location.insert(0, prefix)
+        parts.append(f"{'.'.join(location)}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def decode_scene(value: dict[str, Any] | bytes, field: str) -> Any:
+    """A Scene from a wire envelope (dict) or wire message (bytes); 422 naming the field."""
+    from engine.scene import wire
+    from engine.scene.model import Scene
+
+    try:
+        if isinstance(value, bytes | bytearray):
+            scene = wire.decode(bytes(value), expect=Scene)
+        else:
+            scene = wire.from_jsonable(value, expect=Scene)
+        scene.require_content()
+    except InputError as exc:
+        raise APIError(422, f"{field}: {exc}") from None
+    return scene
+
+
+def check_policy(mode: str, overrides: dict[str, Any], field: str) -> Any:
+    from engine.route import RoutingPolicy
+
+    try:
+        return RoutingPolicy(mode=mode).with_overrides(overrides)
+    except ConfigError as exc:
+        raise APIError(422, f"{field}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- app
+
+
+def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_upload: int = DEFAULT_MAX_UPLOAD,
+               ) -> FastAPI:
+    """The FastAPI app of one node. ``store`` is a JobStore, ``pool`` a WorkerPool (or None)."""
+    from engine.service.pipelines import REGISTRY, pipeline
+    from engine.service.security import check_token
+    from engine.service.store import TERMINAL, JobState
+
+    app = FastAPI(
+        title="Optimizer engine node", version=__version__,
+        description="Scene analysis, routing and optimization jobs. All routes but /v1/health need "
+                    "`Authorization: Bearer <token>` (the token file path is printed by `optimizer serve`).",
+    )
+    app.add_middleware(BodyLimit, limit=max_upload)
+    bearer = HTTPBearer(auto_error=False, description="the node's token")
+
+    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        presented = credentials.credentials if credentials is not None else None
+        if not check_token(token, presented):
+            raise APIError(401, "missing or wrong bearer token (see the token file `optimizer serve` printed)",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(authorized)]
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"detail": _validation_detail(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> Response:
+        from engine.errors import IdempotencyConflict, NotFound
+
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, IdempotencyConflict) else 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(OptimizerError)
+    async def _engine_error(request: Request, exc: OptimizerError) -> Response:
+        log.error("engine error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"engine error: {exc}"}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error (logged on the node)"}, status_code=500)
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/v1/health", response_model=Health, tags=["node"])
+    async def health(request: Request) -> Response:
+        return reply(request, {"status": "ok", "version": __version__, "node_id": identity.node_id,
+                               "public_key": identity.public_key_b64, "time": time.time(),
+                               "kinds": sorted(REGISTRY)})
+
+    body_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/{model}"}},
+                MSGPACK: {"schema": {"$ref": "#/components/schemas/{model}"}},
+            },
+        }
+    }
+
+    def body_of(model: type[BaseModel]) -> dict[str, Any]:
+        return json.loads(json.dumps(body_doc).replace("{model}", model.__name__))
+
+    @app.post("/v1/analyze", dependencies=guarded, response_model=AnalysisBody, responses=ERRORS,
+              openapi_extra=body_of(AnalyzeRequest), tags=["analysis"])
+    async def analyze(request: Request) -> Response:
+        from engine.route import analyze_and_plan
+
+        body = validated(AnalyzeRequest, await read_body(request))
+        policy = check_policy(body.mode, body.overrides, "body.overrides")
+        scene = await run_in_threadpool(decode_scene, body.scene, "body.scene")
+        result = await run_in_threadpool(analyze_and_plan, scene, policy)
+        return reply(request, result.to_dict())
+
+    @app.post("/v1/scenes", dependencies=guarded, response_model=SceneUploaded, status_code=201, responses=ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  MSGPACK: {"schema": {"type": "string", "format": "binary"}},
+                  "application/json": {"schema": {"type": "object", "description": "wire JSON envelope"}}}}},
+              tags=["jobs"])
+    async def upload_scene(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in MSGPACK_TYPES:
+            raw = await request.body()
+            payload: Any = raw
+        else:
+            payload = await read_body(request)
+            if not isinstance(payload, dict):
+                raise APIError(422, "body: expected the scene's wire JSON envelope (an object)")
+        scene = await run_in_threadpool(decode_scene, payload, "body")
+        digest, size = await run_in_threadpool(_store_scene, store, scene)
+        return reply(request, {"scene_ref": digest, "objects": len(scene.objects), "triangles": scene.n_triangles,
+                               "bytes": size}, status=201)
+
+    @app.post("/v1/jobs", dependencies=guarded, response_model=JobView, status_code=201, responses=ERRORS,
+              openapi_extra=body_of(JobRequest), tags=["jobs"])
+    async def submit(request: Request) -> Response:
+        body = validated(JobRequest, await read_body(request))
+        key = request.headers.get("idempotency-key") or body.idempotency_key
+        if key is not None and not 0 < len(key) <= 128:
+            raise APIError(422, "Idempotency-Key: must be 1 to 128 characters")
+        try:
+            pipeline(body.kind)
+        except InputError as exc:
+            raise APIError(422, f"body.kind: {exc.problem} ({exc.hint})") from None
+        check_policy(body.options.mode, body.options.overrides, "body.options.overrides")
+        if (body.scene is None) == (body.scene_ref is None):
+            raise APIError(422, "body: give exactly one of 'scene' and 'scene_ref'")
+        if body.scene is not None:
+            scene = await run_in_threadpool(decode_scene, body.scene, "body.scene")
+            digest, _ = await run_in_threadpool(_store_scene, store, scene)
+        else:
+            digest = body.scene_ref
+            if not await run_in_threadpool(store.vault.has, digest):
+                raise APIError(422, f"body.scene_ref: no uploaded scene {digest} on this node (POST /v1/scenes)")
+        options = body.options.model_dump(mode="json", exclude_none=True)
+        job, created = await run_in_threadpool(
+            lambda: store.submit(body.kind, options=options, scene_digest=digest, priority=body.priority,
+                                 idempotency_key=key))
+        if created and pool is not None:
+            pool.wake()
+        return reply(request, job_view(job), status=201 if created else 200,
+                     headers={"Location": f"/v1/jobs/{job.id}"})
+
+    @app.get("/v1/jobs", dependencies=guarded, response_model=JobList, responses=ERRORS, tags=["jobs"])
+    async def list_jobs(
+        request: Request,
+        state: Literal["queued", "scheduled", "running", "verifying", "done", "failed", "cancelled"] | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=10**9),
+    ) -> Response:
+        jobs = await run_in_threadpool(
+            lambda: store.list(state=JobState(state) if state else None, limit=limit, offset=offset))
+        return reply(request, {"jobs": [job_view(j) for j in jobs]})
+
+    @app.get("/v1/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=ERRORS, tags=["jobs"])
+    async def get_job(request: Request, job_id: str) -> Response:
+        return reply(request, job_view(await run_in_threadpool(store.get, job_id)))
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=ERRORS, tags=["jobs"])
+    async def cancel_job(request: Request, job_id: str) -> Response:
+        return reply(request, job_view(await run_in_threadpool(store.request_cancel, job_id)))
+
+    @app.get("/v1/jobs/{job_id}/events", dependencies=guarded, responses=ERRORS, tags=["jobs"],
+             response_class=StreamingResponse,
+             openapi_extra={"responses": {"200": {"description": "server-sent events: state, progress, message, "
+                                                                 "artifact; ends when the job ends",
+                                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}}})
+    async def job_events(request: Request, job_id: str, after: int = Query(0, ge=0, le=2**62)) -> Response:
+        await run_in_threadpool(store.get, job_id)  # 404 before the stream starts
+        last = request.headers.get("last-event-id")
+        start = int(last) if last and last.isdigit() else after
+        return StreamingResponse(_event_stream(request, store, job_id, start, TERMINAL),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/jobs/{job_id}/artifacts/{name}", dependencies=guarded, responses=ERRORS, tags=["jobs"],
+             response_class=Response,
+             openapi_extra={"responses": {"200": {"description": "the artifact's bytes",
+                                                  "content": {"application/octet-stream": {
+                                                      "schema": {"type": "string", "format": "binary"}}}}}})
+    async def get_artifact(request: Request, job_id: str, name: str) -> Response:
+        artifact, data = await run_in_threadpool(store.artifact, job_id, name)
+        return Response(data, media_type=artifact.content_type, headers={"ETag": f'"{artifact.digest}"'})
+
+    _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets))
+    return app
+
+
+def _store_scene(store: Any, scene: Any) -> tuple[str, int]:
+    """Canonical wire bytes of a validated scene, stored (encrypted) in the node's vault."""
+    from engine.scene import wire
+
+    data = wire.encode(scene)
+    return store.store_scene(data), len(data)
+
+
+async def _event_stream(request: Request, store: Any, job_id: str, after: int, terminal: Any):
+    """Server-sent events of a job until it ends (or the client goes away)."""
+    last_beat = time.monotonic()
+    while True:
+        events = await run_in_threadpool(store.events, job_id, after)
+        for event in events:
+            after = event.seq
+            yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.data)}\n\n"
+        job = await run_in_threadpool(store.get, job_id)
+        if job.state in terminal and not events:
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_beat > 15:
+            last_beat = time.monotonic()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(0.1 if events else 0.25)
+
+
+def _install_openapi(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add the request-body models (read by hand for msgpack support) to the OpenAPI components."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 (by header or count)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, int(declared))
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send, received)
+
+    async def _refuse(self, send: Any, size: int) -> None:
+        body = json.dumps({"detail": f"request body of {size:,} bytes is over this node's limit of "
+                                     f"{self.limit:,} bytes (optimizer serve --max-upload MB)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["DEFAULT_MAX_UPLOAD", "WireError", "create_app"]

@@ -1,0 +1,151 @@
+"""Pipeline kinds the node can run, registered by name through one small interface.
+
+A pipeline is a function ``run(ctx: JobContext) -> None`` that reads its scene and options
+from the context, reports progress through it (which is also where cancellation is noticed),
+and stores what it makes as artifacts. It runs in a worker process, never in the API process.
+``analyze`` ships here; bake, splat and verify register themselves in their own issues.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import InputError, OptimizerError
+
+if TYPE_CHECKING:
+    from engine.scene.model import Scene
+    from engine.service.store import JobStore
+
+
+class JobCancelled(OptimizerError):
+    """Raised inside a pipeline when its job was cancelled; the worker records the cancel."""
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A registered kind: where its run function lives and whether it needs a GPU."""
+
+    kind: str
+    target: str  # "package.module:function", imported in the worker process
+    gpu: bool = False
+    description: str = ""
+
+    def load(self) -> Callable[[JobContext], None]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+REGISTRY: dict[str, PipelineSpec] = {}
+
+
+def register_pipeline(spec: PipelineSpec) -> PipelineSpec:
+    """Make a pipeline kind available to jobs (idempotent for the same spec)."""
+    existing = REGISTRY.get(spec.kind)
+    if existing is not None and existing != spec:
+        raise ValueError(f"pipeline kind {spec.kind!r} is already registered as {existing.target}")
+    REGISTRY[spec.kind] = spec
+    return spec
+
+
+def pipeline(kind: str) -> PipelineSpec:
+    try:
+        return REGISTRY[kind]
+    except KeyError:
+        raise InputError(f"unknown job kind {kind!r}", where="kind",
+                         hint=f"this node runs: {', '.join(sorted(REGISTRY))}") from None
+
+
+class JobContext:
+    """What a running pipeline sees: its options, scene, progress reporting and artifacts."""
+
+    CANCEL_CHECK_SECONDS = 0.25
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        job = store.get(job_id)
+        self.kind = job.kind
+        self.options: dict[str, Any] = dict(job.options)
+        self.scene_digest = job.scene_digest
+        self._last_cancel_check = 0.0
+
+    def scene(self) -> Scene:
+        """The job's scene, decoded (and validated again) from the encrypted store."""
+        from engine.scene import wire
+        from engine.scene.model import Scene
+
+        if self.scene_digest is None:
+            raise InputError("this job has no scene", where=f"job {self.job_id}")
+        return wire.decode(self.store.load_scene(self.scene_digest), expect=Scene)
+
+    def check_cancel(self) -> None:
+        """Raise JobCancelled if the job was cancelled (checked at most every 0.25 s)."""
+        now = time.monotonic()
+        if now - self._last_cancel_check < self.CANCEL_CHECK_SECONDS:
+            return
+        self._last_cancel_check = now
+        if self.store.get(self.job_id).cancel_requested:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def progress(self, stage: str, fraction: float, message: str = "") -> None:
+        """Report progress (the engine's Progress callback type) and notice cancellation."""
+        self.store.progress(self.job_id, stage, fraction, message)
+        self.check_cancel()
+
+    def message(self, text: str) -> None:
+        self.store.message(self.job_id, text)
+
+    def add_artifact(self, name: str, data: bytes, content_type: str) -> None:
+        self.store.add_artifact(self.job_id, name, data, content_type)
+
+
+def policy_from_options(options: dict[str, Any]) -> Any:
+    """The routing policy a job's options ask for (mode and threshold overrides)."""
+    from engine.route import RoutingPolicy
+
+    return RoutingPolicy(mode=options.get("mode", "object")).with_overrides(dict(options.get("overrides") or {}))
+
+
+def run_analyze(ctx: JobContext) -> None:
+    """The `analyze` kind: features, complexity and plan of the job's scene."""
+    from engine.route import analyze_and_plan
+    from engine.scene import wire
+
+    ctx.progress("analyze", 0.0, "reading the scene")
+    scene = ctx.scene()
+    ctx.progress("analyze", 0.3, f"{scene.n_triangles:,} triangles in {len(scene.objects)} objects")
+    result = analyze_and_plan(scene, policy_from_options(ctx.options))
+    ctx.add_artifact("analysis.json", json.dumps(result.to_dict()).encode(), "application/json")
+    ctx.add_artifact("analysis.optw", wire.encode(result), "application/x-optimizer-wire")
+    ctx.progress("analyze", 1.0, f"pipeline {result.plan.pipeline}")
+
+
+register_pipeline(PipelineSpec("analyze", "engine.service.pipelines:run_analyze",
+                               description="scene features, complexity score and routing plan"))
+
+PLUGIN_ENV = "OPTIMIZER_PIPELINE_MODULES"
+
+
+def load_pipeline_modules(names: str | None = None) -> list[str]:
+    """Import extra modules that register pipelines (comma-separated; default from the env).
+
+    The server and every worker process call this, so a kind registered by a plugin module
+    exists on both sides. An unimportable module is a configuration error naming it.
+    """
+    from engine.errors import ConfigError
+
+    raw = names if names is not None else os.environ.get(PLUGIN_ENV, "")
+    loaded = []
+    for name in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import pipeline module {name!r} ({exc})", where=PLUGIN_ENV) from None
+        loaded.append(name)
+    return loaded
