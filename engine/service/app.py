@@ -16,13 +16,13 @@ import time
 from datetime import datetime
 from typing import Any, Literal
 
+import anyio
 import msgpack
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from engine import __version__
@@ -33,6 +33,34 @@ log = logging.getLogger(__name__)
 MSGPACK = "application/msgpack"
 MSGPACK_TYPES = (MSGPACK, "application/x-msgpack")
 DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
+
+# Blocking work runs in threads, in three lanes, so that a burst of one kind cannot starve the
+# others: SQLite serialises writers (a submit waits for the write lock and an fsync), reads in
+# WAL mode never wait for writers, and decoding/analysing scenes is CPU work.
+_LANES: dict[str, anyio.CapacityLimiter] = {}
+_LANE_SIZES = {"read": 8, "write": 4, "cpu": 2}
+
+
+async def _in_lane(lane: str, function: Any, *args: Any) -> Any:
+    limiter = _LANES.get(lane)
+    if limiter is None:  # created inside the event loop that uses it
+        limiter = _LANES[lane] = anyio.CapacityLimiter(_LANE_SIZES[lane])
+    return await anyio.to_thread.run_sync(lambda: function(*args), limiter=limiter)
+
+
+async def read(function: Any, *args: Any) -> Any:
+    """Run a store read in the read lane."""
+    return await _in_lane("read", function, *args)
+
+
+async def write(function: Any, *args: Any) -> Any:
+    """Run a store write in the write lane."""
+    return await _in_lane("write", function, *args)
+
+
+async def compute(function: Any, *args: Any) -> Any:
+    """Run CPU work (decode, analyse) in the compute lane."""
+    return await _in_lane("cpu", function, *args)
 
 # ----------------------------------------------------------------------------- bodies
 
@@ -275,6 +303,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
                     "`Authorization: Bearer <token>` (the token file path is printed by `optimizer serve`).",
     )
     app.add_middleware(BodyLimit, limit=max_upload)
+    app.add_middleware(ServerTiming)
     bearer = HTTPBearer(auto_error=False, description="the node's token")
 
     async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -341,8 +370,8 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
 
         body = validated(AnalyzeRequest, await read_body(request))
         policy = check_policy(body.mode, body.overrides, "body.overrides")
-        scene = await run_in_threadpool(decode_scene, body.scene, "body.scene")
-        result = await run_in_threadpool(analyze_and_plan, scene, policy)
+        scene = await compute(decode_scene, body.scene, "body.scene")
+        result = await compute(analyze_and_plan, scene, policy)
         return reply(request, result.to_dict())
 
     @app.post("/v1/scenes", dependencies=guarded, response_model=SceneUploaded, status_code=201, responses=ERRORS,
@@ -359,8 +388,8 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
             payload = await read_body(request)
             if not isinstance(payload, dict):
                 raise APIError(422, "body: expected the scene's wire JSON envelope (an object)")
-        scene = await run_in_threadpool(decode_scene, payload, "body")
-        digest, size = await run_in_threadpool(_store_scene, store, scene)
+        scene = await compute(decode_scene, payload, "body")
+        digest, size = await write(_store_scene, store, scene)
         return reply(request, {"scene_ref": digest, "objects": len(scene.objects), "triangles": scene.n_triangles,
                                "bytes": size}, status=201)
 
@@ -379,14 +408,14 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         if (body.scene is None) == (body.scene_ref is None):
             raise APIError(422, "body: give exactly one of 'scene' and 'scene_ref'")
         if body.scene is not None:
-            scene = await run_in_threadpool(decode_scene, body.scene, "body.scene")
-            digest, _ = await run_in_threadpool(_store_scene, store, scene)
+            scene = await compute(decode_scene, body.scene, "body.scene")
+            digest, _ = await write(_store_scene, store, scene)
         else:
             digest = body.scene_ref
-            if not await run_in_threadpool(store.vault.has, digest):
+            if not await read(store.vault.has, digest):
                 raise APIError(422, f"body.scene_ref: no uploaded scene {digest} on this node (POST /v1/scenes)")
         options = body.options.model_dump(mode="json", exclude_none=True)
-        job, created = await run_in_threadpool(
+        job, created = await write(
             lambda: store.submit(body.kind, options=options, scene_digest=digest, priority=body.priority,
                                  idempotency_key=key))
         if created and pool is not None:
@@ -401,17 +430,17 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=10**9),
     ) -> Response:
-        jobs = await run_in_threadpool(
+        jobs = await read(
             lambda: store.list(state=JobState(state) if state else None, limit=limit, offset=offset))
         return reply(request, {"jobs": [job_view(j) for j in jobs]})
 
     @app.get("/v1/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=ERRORS, tags=["jobs"])
     async def get_job(request: Request, job_id: str) -> Response:
-        return reply(request, job_view(await run_in_threadpool(store.get, job_id)))
+        return reply(request, job_view(await read(store.get, job_id)))
 
     @app.delete("/v1/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=ERRORS, tags=["jobs"])
     async def cancel_job(request: Request, job_id: str) -> Response:
-        return reply(request, job_view(await run_in_threadpool(store.request_cancel, job_id)))
+        return reply(request, job_view(await write(store.request_cancel, job_id)))
 
     @app.get("/v1/jobs/{job_id}/events", dependencies=guarded, responses=ERRORS, tags=["jobs"],
              response_class=StreamingResponse,
@@ -419,7 +448,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
                                                                  "artifact; ends when the job ends",
                                                   "content": {"text/event-stream": {"schema": {"type": "string"}}}}}})
     async def job_events(request: Request, job_id: str, after: int = Query(0, ge=0, le=2**62)) -> Response:
-        await run_in_threadpool(store.get, job_id)  # 404 before the stream starts
+        await read(store.get, job_id)  # 404 before the stream starts
         last = request.headers.get("last-event-id")
         start = int(last) if last and last.isdigit() else after
         return StreamingResponse(_event_stream(request, store, job_id, start, TERMINAL),
@@ -431,7 +460,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
                                                   "content": {"application/octet-stream": {
                                                       "schema": {"type": "string", "format": "binary"}}}}}})
     async def get_artifact(request: Request, job_id: str, name: str) -> Response:
-        artifact, data = await run_in_threadpool(store.artifact, job_id, name)
+        artifact, data = await read(store.artifact, job_id, name)
         return Response(data, media_type=artifact.content_type, headers={"ETag": f'"{artifact.digest}"'})
 
     _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets))
@@ -450,11 +479,11 @@ async def _event_stream(request: Request, store: Any, job_id: str, after: int, t
     """Server-sent events of a job until it ends (or the client goes away)."""
     last_beat = time.monotonic()
     while True:
-        events = await run_in_threadpool(store.events, job_id, after)
+        events = await read(store.events, job_id, after)
         for event in events:
             after = event.seq
             yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.data)}\n\n"
-        job = await run_in_threadpool(store.get, job_id)
+        job = await read(store.get, job_id)
         if job.state in terminal and not events:
             return
         if await request.is_disconnected():
@@ -483,6 +512,31 @@ def _install_openapi(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class ServerTiming:
+    """ASGI middleware: a ``Server-Timing: app;dur=<ms>`` header on every response.
+
+    Clients and benchmarks can tell time spent in the node from time spent on the way.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1e3
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"server-timing", f"app;dur={elapsed:.2f}".encode())]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
 
 
 class _TooLarge(Exception):

@@ -141,7 +141,7 @@ def serve(
     announce(f"optimizer: token in {node.token_path}")
     if node.requeued:
         announce(f"optimizer: re-queued {len(node.requeued)} job(s) left running by the last run")
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=30,
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
                             ssl_certfile=str(tls_cert) if tls_cert else None,
                             ssl_keyfile=str(tls_key) if tls_key else None)
     server = uvicorn.Server(config)

@@ -9,6 +9,7 @@ A worker that dies takes its job back to the queue (three tries, then the job fa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ from engine.service.pipelines import REGISTRY, JobCancelled, JobContext, load_pi
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+WORKER_NICENESS = 10
 
 # ----------------------------------------------------------------------------- worker side
 
@@ -70,6 +72,9 @@ def _init_worker(config_dir: str, modules: str, server_pid: int) -> None:
     from engine.service.pipelines import load_pipeline_modules
 
     _die_with_parent(server_pid)
+    # Pipelines yield the CPU to the API process: a node busy with jobs still answers at once.
+    with contextlib.suppress(AttributeError, OSError):  # no nice() on Windows: only latency suffers
+        os.nice(WORKER_NICENESS)
     os.environ["OPTIMIZER_CONFIG_DIR"] = config_dir
     logging.basicConfig(level=logging.WARNING, format="optimizer worker: %(levelname)s: %(message)s")
     load_pipeline_modules(modules)
