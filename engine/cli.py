@@ -323,7 +323,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         raise InputError("no engine node data here (run `optimizer serve --data` first)", where=str(data_dir))
     identity, _ = load_or_create_identity(data_dir)
     report = Vault(data_dir, Keyring(identity.node_id)).rotate()
-    print(f"optimizer: rotated keys: {report}")
+    retired = ", ".join(report.retired) or "none"
+    print(f"optimizer: re-wrapped {report.rewrapped} data key(s) under the new key {report.new_kid}; retired: {retired}")
     return EXIT_OK
 
 
