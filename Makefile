@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-dev lint bench addon clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	npm ci --prefix tests/external --no-audit --no-fund --loglevel=error
+	@# msgpack wheels for Blender's Python 3.11 on each platform, so add-on builds in tests need no network
+	for tag in manylinux2014_x86_64 win_amd64 macosx_11_0_arm64; do \
+	  $(BIN)/pip download msgpack --only-binary=:all: --no-deps --python-version 3.11 --platform $$tag \
+	    --quiet -d .wheels || exit 1; done
 
 demo: install
 	$(BIN)/optimizer demo --out optimizer-demo
@@ -31,5 +35,8 @@ bench: install
 	$(BIN)/python bench/bench_analyze.py
 	$(BIN)/python bench/bench_wire.py
 
+addon: install-dev
+	$(BIN)/python build_addon.py --wheels-from .wheels
+
 clean:
-	rm -rf $(VENV) optimizer-demo build dist *.egg-info tests/external/node_modules
+	rm -rf $(VENV) optimizer-demo build dist .wheels *.egg-info tests/external/node_modules

@@ -197,3 +197,30 @@ def _scene_mode(features: Features, score: float, routes: list[ObjectRoute], pol
             for o in routes
         ]
     return Plan(pipeline, tuple(routes), (why, _summary(routes)), score, "scene")
+
+
+def apply_overrides(plan: Plan, overrides: dict[str, str]) -> Plan:
+    """The plan with some objects' routes set by the artist; the pipeline follows again.
+
+    ``overrides`` maps object names to bake | splat | keep. An unknown object or route is a
+    ConfigError naming it.
+    """
+    if not overrides:
+        return plan
+    names = {o.name for o in plan.objects}
+    for name, route in overrides.items():
+        if name not in names:
+            raise ConfigError(f"route override names object '{name}', which the scene does not have",
+                              where="routes")
+        if route not in ROUTES:
+            raise ConfigError(f"route '{route}' for object '{name}' is not one of {', '.join(ROUTES)}",
+                              where="routes")
+    routes = [
+        ObjectRoute(o.name, overrides[o.name], (f"set by the artist (analysis said {o.route})",))
+        if o.name in overrides and overrides[o.name] != o.route else o
+        for o in plan.objects
+    ]
+    processed = {o.route for o in routes if o.route != "keep"}
+    pipeline = "hybrid" if len(processed) > 1 else (processed.pop() if processed else "splat")
+    why = f"{len(overrides)} route(s) set by the artist"
+    return Plan(pipeline, tuple(routes), (why, _summary(routes), *plan.reasons[-1:]), plan.complexity, plan.mode)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.analyze import AnalysisConfig, Complexity, Features, analyze_scene, complexity_score
-from engine.route.policy import Plan, RoutingPolicy, plan_routes
+from engine.route.policy import Plan, RoutingPolicy, apply_overrides, plan_routes
 from engine.scene.model import Scene
 from engine.scene.wire import register
 
@@ -37,14 +37,15 @@ class AnalysisResult:
 
 
 def analyze_and_plan(
-    scene: Scene, policy: RoutingPolicy | None = None, config: AnalysisConfig | None = None
+    scene: Scene, policy: RoutingPolicy | None = None, config: AnalysisConfig | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> AnalysisResult:
-    """Analyze a scene and route it, timing both steps."""
+    """Analyze a scene and route it (with the artist's route ``overrides``), timing both steps."""
     start = time.perf_counter()
     features = analyze_scene(scene, config)
     complexity = complexity_score(features)
     analyzed = time.perf_counter()
-    plan = plan_routes(features, complexity, policy)
+    plan = apply_overrides(plan_routes(features, complexity, policy), overrides or {})
     routed = time.perf_counter()
     timings = {"analyze": (analyzed - start) * 1e3, "route": (routed - analyzed) * 1e3}
     return AnalysisResult(scene.name, features, complexity, plan, timings)

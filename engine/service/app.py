@@ -83,6 +83,8 @@ class JobOptions(BaseModel):
     deadline: datetime | None = Field(None, description="when the result is needed (ISO 8601 with time zone)")
     mode: Literal["object", "scene"] = Field("object", description="routing: per object, or the scene-wide rule")
     overrides: dict[str, float | bool] = Field(default_factory=dict, description="routing threshold overrides")
+    routes: dict[str, Literal["bake", "splat", "keep"]] = Field(
+        default_factory=dict, description="per-object routes set by the artist (object name → route)")
     params: dict[str, float | int | bool | str] = Field(
         default_factory=dict, description="settings of the job's pipeline kind (samples, steps, ...)")
 

@@ -120,7 +120,7 @@ def run_analyze(ctx: JobContext) -> None:
     ctx.progress("analyze", 0.0, "reading the scene")
     scene = ctx.scene()
     ctx.progress("analyze", 0.3, f"{scene.n_triangles:,} triangles in {len(scene.objects)} objects")
-    result = analyze_and_plan(scene, policy_from_options(ctx.options))
+    result = analyze_and_plan(scene, policy_from_options(ctx.options), overrides=ctx.options.get("routes") or {})
     ctx.add_artifact("analysis.json", json.dumps(result.to_dict()).encode(), "application/json")
     ctx.add_artifact("analysis.optw", wire.encode(result), "application/x-optimizer-wire")
     ctx.progress("analyze", 1.0, f"pipeline {result.plan.pipeline}")

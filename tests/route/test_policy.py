@@ -124,3 +124,15 @@ def test_analysis_types_round_trip_through_the_wire(demo: Scene, form: str) -> N
     assert back.plan == result.plan and back.features == result.features
     policy = RoutingPolicy().with_overrides({"splat_depth_complexity": 9.0})
     assert wire.decode(wire.encode(policy, form=form)) == policy
+
+
+def test_artist_overrides_change_routes_and_pipeline(demo: Scene) -> None:
+    result = analyze_and_plan(demo, overrides={"Plant": "bake", "CeilingFan": "keep"})
+    plan = result.plan
+    assert plan.route_of("Plant").route == "bake" and "set by the artist" in plan.route_of("Plant").reasons[0]
+    assert plan.pipeline == "bake"
+    assert plan.route_of("CeilingFan").reasons[0].startswith("animated")  # unchanged: same route
+    with pytest.raises(ConfigError, match="'Nope'"):
+        analyze_and_plan(demo, overrides={"Nope": "bake"})
+    with pytest.raises(ConfigError, match="'fly'"):
+        analyze_and_plan(demo, overrides={"Plant": "fly"})

@@ -1,0 +1,247 @@
+"""Operators: Analyze (in process, fast), Optimize (through the engine, never blocking), Cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import bpy
+
+from . import engine_link
+from .properties import preferences
+
+
+def run_analysis(context: bpy.types.Context, *, mode: str = "object", overrides: dict[str, str] | None = None,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Snapshot the scene and analyse/route it; returns the `optimizer analyze --json` dict."""
+    from engine.route import RoutingPolicy, analyze_and_plan
+
+    from .snapshot import snapshot_scene
+
+    state = context.scene.optimizer
+    started = time.perf_counter()
+    scene = snapshot_scene(context, selected_only=state.selected_only)
+    snapshot_ms = (time.perf_counter() - started) * 1e3
+    policy = RoutingPolicy(mode=mode).with_overrides(settings or {})
+    result = analyze_and_plan(scene, policy, overrides=overrides or None).to_dict()
+    result["timings_ms"]["snapshot"] = round(snapshot_ms, 3)
+    return result
+
+
+def store_result(state: Any, result: dict[str, Any]) -> None:
+    """Keep the analysis on the scene and refresh the route list, keeping the artist's overrides."""
+    kept = {item.name: item.override for item in state.routes}
+    state.result_json = json.dumps(result)
+    state.routes.clear()
+    for name, entry in result["plan"]["objects"].items():
+        item = state.routes.add()
+        item.name = name
+        item.route = entry["route"]
+        item.reasons = "; ".join(entry["reasons"])
+        item.triangles = int(result["features"]["objects"].get(name, {}).get("triangles", 0))
+        item.override = kept.get(name, "AUTO")
+
+
+class OPTIMIZER_OT_analyze(bpy.types.Operator):
+    """Analyse the scene: complexity, features, and the pipeline for each object with reasons"""
+
+    bl_idname = "optimizer.analyze"
+    bl_label = "Analyze"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from engine.errors import InputError
+
+        state = context.scene.optimizer
+        try:
+            result = run_analysis(context, overrides=state.overrides() or None)
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            state.status = str(exc)
+            return {"CANCELLED"}
+        store_result(state, result)
+        timings = result["timings_ms"]
+        state.status = (f"{result['plan']['pipeline'].upper()}: complexity {result['complexity']:.2f}, "
+                        f"analysed in {timings['snapshot'] + timings['analyze'] + timings['route']:.0f} ms")
+        self.report({"INFO"}, state.status)
+        return {"FINISHED"}
+
+
+class OPTIMIZER_OT_optimize(bpy.types.Operator):
+    """Send the scene to the local Optimizer engine and follow the job (Esc cancels)"""
+
+    bl_idname = "optimizer.optimize"
+    bl_label = "Optimize"
+    bl_options = {"REGISTER"}
+
+    _worker: engine_link.EngineWorker | None = None
+    _timer: Any = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return not context.scene.optimizer.running
+
+    def _prepare(self, context: bpy.types.Context) -> tuple[Any, Any, dict[str, Any]]:
+        from .snapshot import snapshot_scene
+
+        state = context.scene.optimizer
+        prefs = preferences(context)
+        url = prefs.engine_url if prefs else "http://127.0.0.1:8770"
+        token = prefs.token if prefs else ""
+        client = engine_link.make_client(url, token, online_access=bool(getattr(bpy.app, "online_access", True)))
+        scene = snapshot_scene(context, selected_only=state.selected_only)
+        options = {"routes": state.overrides()}
+        return client, scene, options
+
+    def _reset(self, state: Any) -> None:
+        state.job_id = state.job_state = state.job_stage = state.job_messages = state.job_artifacts = ""
+        state.job_progress = 0.0
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Background mode (no timers in -b): submit and wait in this thread."""
+        from engine.errors import OptimizerError
+
+        state = context.scene.optimizer
+        self._reset(state)
+        try:
+            client, scene, options = self._prepare(context)
+            prefs = preferences(context)
+            engine_link.ensure_engine(client, prefs.start_command if prefs else "")
+            job = client.submit(scene, options=options)
+            state.job_id = job.id
+            done = client.wait(job.id)
+        except OptimizerError as exc:
+            self.report({"ERROR"}, str(exc))
+            state.status = str(exc)
+            return {"CANCELLED"}
+        self._finish(state, done.state, done.error or "", [a.name for a in done.artifacts], list(done.messages))
+        return {"FINISHED"} if done.state == "done" else {"CANCELLED"}
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        from engine.errors import OptimizerError
+
+        state = context.scene.optimizer
+        self._reset(state)
+        try:
+            client, scene, options = self._prepare(context)  # bpy is read here, on the main thread
+        except OptimizerError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        prefs = preferences(context)
+        start_command = prefs.start_command if prefs else ""
+
+        def task(worker: engine_link.EngineWorker) -> None:
+            worker.post("progress", stage="connect", fraction=0.0, text=f"connecting to {client.url}")
+            engine_link.ensure_engine(client, start_command)
+            engine_link.submit_and_follow(client, scene, options, worker)
+
+        state.running = True
+        state.status = "Optimizing…"
+        self._worker = engine_link.start(task)
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        state = context.scene.optimizer
+        if event.type == "ESC" and self._worker is not None:
+            self._worker.cancel()
+            state.status = "Cancelling…"
+        if event.type != "TIMER" or self._worker is None:
+            return {"PASS_THROUGH"}
+        for update in self._worker.drain():
+            if update.kind == "job":
+                state.job_id = update.data.get("id", state.job_id)
+                state.job_state = update.data.get("state", "")
+            elif update.kind == "progress":
+                state.job_stage = update.data.get("stage", "")
+                state.job_progress = float(update.data.get("fraction", 0.0))
+                if update.data.get("text"):
+                    state.job_messages = update.data["text"]
+            elif update.kind == "message":
+                state.job_messages = update.data.get("text", "")
+            elif update.kind in ("done", "error"):
+                if update.kind == "error":
+                    self.report({"ERROR"}, update.data.get("text", "error"))
+                    state.status = update.data.get("text", "error")
+                    state.job_state = "failed"
+                else:
+                    self._finish(state, update.data["state"], update.data.get("error", ""),
+                                 update.data.get("artifacts", []), update.data.get("messages", []))
+                return self._end(context)
+        if context.workspace is not None:
+            context.workspace.status_text_set(
+                f"Optimizer: {state.job_state or 'starting'} {state.job_stage} {state.job_progress:.0%} (Esc cancels)")
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+        if not self._worker.is_alive() and not self._worker.updates.qsize():
+            return self._end(context)
+        return {"PASS_THROUGH"}
+
+    def _finish(self, state: Any, job_state: str, error: str, artifacts: list[str], messages: list[str]) -> None:
+        state.job_state = job_state
+        state.job_artifacts = ", ".join(artifacts)
+        if messages:
+            state.job_messages = messages[-1]
+        if job_state == "done":
+            state.job_progress = 1.0
+            state.status = f"Done: {len(artifacts)} result(s) from job {state.job_id[:8]}"
+            result = _analysis_from_job(state.job_id)
+            if result is not None:
+                store_result(state, result)
+        else:
+            state.status = f"Job {job_state}{': ' + error if error else ''}"
+
+    def _end(self, context: bpy.types.Context) -> set[str]:
+        state = context.scene.optimizer
+        state.running = False
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        self._worker = None
+        return {"FINISHED"}
+
+
+def _analysis_from_job(job_id: str) -> dict[str, Any] | None:
+    """The job's analysis.json artifact, if the engine made one (best effort)."""
+    from engine.errors import OptimizerError
+
+    prefs = preferences()
+    try:
+        client = engine_link.make_client(prefs.engine_url if prefs else "http://127.0.0.1:8770",
+                                         prefs.token if prefs else "")
+        return json.loads(client.artifact(job_id, "analysis.json"))
+    except (OptimizerError, ValueError):
+        return None
+
+
+class OPTIMIZER_OT_cancel(bpy.types.Operator):
+    """Cancel the running Optimize job"""
+
+    bl_idname = "optimizer.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        engine_link.stop_all()
+        context.scene.optimizer.status = "Cancelling…"
+        return {"FINISHED"}
+
+
+class OPTIMIZER_OT_clear(bpy.types.Operator):
+    """Forget the last analysis and route overrides"""
+
+    bl_idname = "optimizer.clear"
+    bl_label = "Clear"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        state = context.scene.optimizer
+        state.result_json = ""
+        state.routes.clear()
+        state.status = ""
+        return {"FINISHED"}

@@ -1,0 +1,88 @@
+"""Add-on preferences and the per-scene state the panel shows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import bpy
+
+ROUTE_ITEMS = [
+    ("AUTO", "Auto", "Use the route the analysis chose"),
+    ("BAKE", "Bake", "Bake lightmaps for this object"),
+    ("SPLAT", "Splat", "Turn this object into Gaussian splats"),
+    ("KEEP", "Keep live", "Leave this object as it is (animated, or kept by choice)"),
+]
+
+
+def addon_package() -> str:
+    """The add-on's package name (``bl_ext.<repo>.optimizer`` as an extension)."""
+    return __package__ or "blender_addon"
+
+
+def preferences(context: bpy.types.Context | None = None) -> Any:
+    """This add-on's preferences, or None when it runs outside Blender's add-on system (batch)."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(addon_package())
+    return addon.preferences if addon is not None else None
+
+
+class OptimizerPreferences(bpy.types.AddonPreferences):
+    bl_idname = addon_package()
+
+    engine_url: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Engine URL", default="http://127.0.0.1:8770",
+        description="Where the Optimizer engine node listens (`optimizer serve`)")
+    token: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Token", default="", subtype="PASSWORD",
+        description="Bearer token of the engine; empty reads the token file the engine wrote")
+    start_command: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Start command", default="",
+        description="Command that starts the local engine when it is not running, e.g. `optimizer serve`")
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "engine_url")
+        layout.prop(self, "token")
+        layout.prop(self, "start_command")
+
+
+class OptimizerObjectRoute(bpy.types.PropertyGroup):
+    """One object's route as analysed, and the artist's override."""
+
+    route: bpy.props.StringProperty(name="Route")  # type: ignore[valid-type]
+    reasons: bpy.props.StringProperty(name="Why")  # type: ignore[valid-type]
+    triangles: bpy.props.IntProperty(name="Triangles")  # type: ignore[valid-type]
+    override: bpy.props.EnumProperty(name="Override", items=ROUTE_ITEMS, default="AUTO")  # type: ignore[valid-type]
+
+
+class OptimizerSceneState(bpy.types.PropertyGroup):
+    """What the panel shows: the last analysis, the routes, and the running job."""
+
+    selected_only: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Selected only", default=False, description="Analyse and optimize only the selected objects")
+    result_json: bpy.props.StringProperty(name="Analysis", default="")  # type: ignore[valid-type]
+    routes: bpy.props.CollectionProperty(type=OptimizerObjectRoute)  # type: ignore[valid-type]
+    routes_index: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
+    status: bpy.props.StringProperty(name="Status", default="")  # type: ignore[valid-type]
+    job_id: bpy.props.StringProperty(name="Job", default="")  # type: ignore[valid-type]
+    job_state: bpy.props.StringProperty(name="State", default="")  # type: ignore[valid-type]
+    job_stage: bpy.props.StringProperty(name="Stage", default="")  # type: ignore[valid-type]
+    job_progress: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    job_messages: bpy.props.StringProperty(name="Messages", default="")  # type: ignore[valid-type]
+    job_artifacts: bpy.props.StringProperty(name="Artifacts", default="")  # type: ignore[valid-type]
+    running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+
+    def result(self) -> dict[str, Any] | None:
+        """The last analysis as a dict (None before the first Analyze)."""
+        if not self.result_json:
+            return None
+        try:
+            return json.loads(self.result_json)
+        except ValueError:
+            return None
+
+    def overrides(self) -> dict[str, str]:
+        """Routes the artist set by hand: object name → bake | splat | keep."""
+        return {item.name: item.override.lower() for item in self.routes if item.override != "AUTO"}

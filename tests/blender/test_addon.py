@@ -1,0 +1,188 @@
+"""The add-on as an artist gets it: built zip installed as an extension in real Blender (bpy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bpy", reason="bpy==5.0.1 (dev extra) runs only on Python 3.11")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def blender_python(code: str, tmp_path: Path, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh Python with bpy and a throwaway Blender user folder."""
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"),
+           "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=timeout)
+
+
+BUILD_SCENE = '''
+import bpy, numpy as np
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+# a static box (bake), a leaf card plane with an alpha-cut texture copied many times (splat), an animated cube (keep)
+bpy.ops.mesh.primitive_cube_add(size=2, location=(0, 0, 1))
+bpy.context.object.name = "Crate"
+image = bpy.data.images.new("leaf", 8, 8, alpha=True)
+pixels = np.ones((8, 8, 4), np.float32); pixels[:, :4, 3] = 0.0
+image.pixels.foreach_set(pixels.ravel())
+leaf = bpy.data.materials.new("Leaf"); leaf.use_nodes = True
+bsdf = leaf.node_tree.nodes["Principled BSDF"]
+tex = leaf.node_tree.nodes.new("ShaderNodeTexImage"); tex.image = image
+leaf.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+leaf.node_tree.links.new(tex.outputs["Alpha"], bsdf.inputs["Alpha"])
+if hasattr(leaf, "blend_method"):
+    leaf.blend_method = "CLIP"
+bpy.ops.mesh.primitive_plane_add(size=0.3, location=(4, 0, 1))
+plant = bpy.context.object; plant.name = "Plant"; plant.data.materials.append(leaf)
+bpy.ops.mesh.primitive_cube_add(size=1, location=(-4, 0, 1))
+fan = bpy.context.object; fan.name = "Fan"
+fan.keyframe_insert("rotation_euler", frame=1); fan.rotation_euler[2] = 3.0; fan.keyframe_insert("rotation_euler", frame=50)
+bpy.ops.object.light_add(type="AREA", location=(0, 0, 4)); bpy.context.object.data.energy = 300
+bpy.ops.wm.save_as_mainfile(filepath="scene.blend")
+bpy.ops.export_scene.gltf(filepath="scene.glb", export_format="GLB", export_animations=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def built_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    wheels = ROOT / ".wheels"
+    command = [sys.executable, str(ROOT / "build_addon.py"), "--out", str(out), "--platform", "linux-x64"]
+    if wheels.is_dir():
+        command += ["--wheels-from", str(wheels)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "validated with Blender's validator" in result.stdout
+    return out / "optimizer-0.1.0-linux-x64.zip"
+
+
+def test_build_makes_validated_zips_for_every_platform(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "build_addon.py"), "--out", str(tmp_path)]
+    if (ROOT / ".wheels").is_dir():
+        command += ["--wheels-from", str(ROOT / ".wheels")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in tmp_path.glob("*.zip"))
+    assert names == ["optimizer-0.1.0-linux-x64.zip", "optimizer-0.1.0-macos-arm64.zip",
+                     "optimizer-0.1.0-windows-x64.zip"]
+
+
+def test_installed_extension_analyze_matches_the_cli(built_zip: Path, tmp_path: Path) -> None:
+    made = blender_python(BUILD_SCENE, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    code = f'''
+    import bpy, json, sys
+    bpy.ops.extensions.package_install_files(filepath={str(built_zip)!r}, repo="user_default", enable_on_install=True)
+    assert hasattr(bpy.ops.optimizer, "analyze"), "the add-on did not register"
+    bpy.ops.wm.open_mainfile(filepath="scene.blend")
+    assert bpy.ops.optimizer.analyze() == {{"FINISHED"}}
+    result = bpy.context.scene.optimizer.result()
+    import engine
+    print("ENGINE_FROM", engine.__file__)
+    print("RESULT" + json.dumps(result))
+    '''
+    run = blender_python(code, tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    engine_path = next(line for line in run.stdout.splitlines() if line.startswith("ENGINE_FROM"))
+    assert str(ROOT) not in engine_path  # the engine came from the bundled wheel, not this checkout
+    blender = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT"))[6:])
+    cli = subprocess.run([sys.executable, "-m", "engine.cli", "analyze", str(tmp_path / "scene.glb"), "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)
+    assert blender["plan"]["pipeline"] == expected["plan"]["pipeline"] == "hybrid"
+    routes = {name: entry["route"] for name, entry in blender["plan"]["objects"].items()}
+    assert routes == {name: entry["route"] for name, entry in expected["plan"]["objects"].items()}
+    assert routes == {"Crate": "bake", "Plant": "splat", "Fan": "keep"}
+
+
+def test_register_and_unregister_leave_nothing_behind(tmp_path: Path) -> None:
+    code = '''
+    import bpy, blender_addon
+    before_types = set(dir(bpy.types))
+    blender_addon.register()
+    assert hasattr(bpy.types.Scene, "optimizer") and hasattr(bpy.ops.optimizer, "analyze")
+    assert "VIEW3D_PT_optimizer" in dir(bpy.types)
+    blender_addon.unregister()
+    assert not hasattr(bpy.types.Scene, "optimizer")
+    assert set(dir(bpy.types)) == before_types, set(dir(bpy.types)) ^ before_types
+    blender_addon.register(); blender_addon.unregister()  # again: no leftovers block a second round
+    print("OK")
+    '''
+    run = blender_python(code, tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "OK" in run.stdout
+
+
+def test_batch_analyze_prints_the_cli_contract(tmp_path: Path) -> None:
+    made = blender_python(BUILD_SCENE, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user")}
+
+    def batch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "blender_addon.batch", *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=300)
+
+    result = batch(str(tmp_path / "scene.blend"), "analyze", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout)
+    assert data["plan"]["pipeline"] == "hybrid"
+    assert {"features", "complexity", "plan", "timings_ms"} <= set(data)
+    assert set(data["timings_ms"]) >= {"analyze", "route"}
+    table = batch(str(tmp_path / "scene.blend"), "analyze")
+    assert table.returncode == 0 and "Pipeline: HYBRID" in table.stdout
+    missing = batch(str(tmp_path / "nope.blend"), "analyze")
+    assert missing.returncode == 2 and "nope.blend" in missing.stderr and "Traceback" not in missing.stderr
+    usage = batch(str(tmp_path / "scene.blend"), "teleport")
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    not_blend = tmp_path / "fake.blend"
+    not_blend.write_text("hello")
+    broken = batch(str(not_blend), "analyze")
+    assert broken.returncode == 2 and "fake.blend" in broken.stderr
+    offline = batch(str(tmp_path / "scene.blend"), "optimize", "--url", "http://127.0.0.1:9")
+    assert offline.returncode == 1 and "no engine answers" in offline.stderr
+
+
+def test_optimize_reports_unreachable_engine_and_bad_token(tmp_path: Path) -> None:
+    from tests.service.conftest import NodeProcess, free_port
+
+    node = NodeProcess(tmp_path / "data", tmp_path / "config", free_port(), ["--workers", "1"]).start()
+    code = f'''
+    import bpy, blender_addon
+    from blender_addon import engine_link
+    from engine.client import EngineAuthError
+    blender_addon.register()
+    client = engine_link.make_client("http://127.0.0.1:9")
+    try:
+        engine_link.ensure_engine(client)
+    except engine_link.EngineLinkError as exc:
+        print("UNREACHABLE", exc)
+    try:
+        engine_link.make_client("http://192.0.2.1:8770", online_access=False)
+    except engine_link.EngineLinkError as exc:
+        print("OFFLINE", exc)
+    wrong = engine_link.make_client("{node.url}", "wrong-token")
+    print("HEALTH", engine_link.ensure_engine(wrong)["status"])
+    try:
+        wrong.jobs()
+    except EngineAuthError as exc:
+        print("TOKEN", exc)
+    blender_addon.unregister()
+    '''
+    try:
+        run = blender_python(code, tmp_path)
+    finally:
+        node.stop()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "UNREACHABLE no engine answers at http://127.0.0.1:9" in run.stdout
+    assert "OFFLINE" in run.stdout and "online access is off" in run.stdout
+    assert "HEALTH ok" in run.stdout and "TOKEN" in run.stdout and "wrong bearer token" in run.stdout
