@@ -40,5 +40,16 @@ def test_platform_patterns_match_wheel_names() -> None:
     assert matches("msgpack-1.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "linux-x64")
     assert not matches("msgpack-1.1.0-cp311-cp311-manylinux_2_17_aarch64.whl", "linux-x64")
     assert matches("msgpack-1.1.0-cp311-cp311-macosx_11_0_arm64.whl", "macos-arm64")
-    assert not matches("msgpack-1.1.0-cp311-cp311-macosx_11_0_arm64.whl", "macos-x64")
-    assert matches("msgpack-1.1.0-cp311-cp311-macosx_10_9_universal2.whl", "macos-x64")
+    assert not matches("msgpack-1.1.0-cp311-cp311-macosx_10_9_x86_64.whl", "macos-arm64")
+    assert matches("msgpack-1.1.0-cp311-cp311-macosx_10_9_universal2.whl", "macos-arm64")
+
+
+def test_light_wheel_holds_only_the_light_layers(tmp_path: Path) -> None:
+    import zipfile
+
+    wheel = build_addon.build_light_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "engine/scene/model.py" in names and "engine/client.py" in names and "engine/route/policy.py" in names
+    assert not any(n.startswith(("engine/service/", "engine/bake/", "engine/splat/")) for n in names)
+    record = next(n for n in names if n.endswith("/RECORD"))
+    assert "engine/analyze/features.py,sha256=" in zipfile.ZipFile(wheel).read(record).decode()
