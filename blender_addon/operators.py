@@ -9,7 +9,7 @@ from typing import Any
 import bpy
 
 from . import engine_link
-from .properties import preferences
+from .properties import engine_settings
 
 
 def run_analysis(context: bpy.types.Context, *, mode: str = "object", overrides: dict[str, str] | None = None,
@@ -86,9 +86,7 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         from .snapshot import snapshot_scene
 
         state = context.scene.optimizer
-        prefs = preferences(context)
-        url = prefs.engine_url if prefs else "http://127.0.0.1:8770"
-        token = prefs.token if prefs else ""
+        url, token, _ = engine_settings(context)
         client = engine_link.make_client(url, token, online_access=bool(getattr(bpy.app, "online_access", True)))
         scene = snapshot_scene(context, selected_only=state.selected_only)
         options = {"routes": state.overrides()}
@@ -106,8 +104,7 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         self._reset(state)
         try:
             client, scene, options = self._prepare(context)
-            prefs = preferences(context)
-            engine_link.ensure_engine(client, prefs.start_command if prefs else "")
+            engine_link.ensure_engine(client, engine_settings(context)[2])
             job = client.submit(scene, options=options)
             state.job_id = job.id
             done = client.wait(job.id)
@@ -130,8 +127,7 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         except OptimizerError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        prefs = preferences(context)
-        start_command = prefs.start_command if prefs else ""
+        start_command = engine_settings(context)[2]
 
         def task(worker: engine_link.EngineWorker) -> None:
             worker.post("progress", stage="connect", fraction=0.0, text=f"connecting to {client.url}")
@@ -212,10 +208,9 @@ def _analysis_from_job(job_id: str) -> dict[str, Any] | None:
     """The job's analysis.json artifact, if the engine made one (best effort)."""
     from engine.errors import OptimizerError
 
-    prefs = preferences()
+    url, token, _ = engine_settings()
     try:
-        client = engine_link.make_client(prefs.engine_url if prefs else "http://127.0.0.1:8770",
-                                         prefs.token if prefs else "")
+        client = engine_link.make_client(url, token)
         return json.loads(client.artifact(job_id, "analysis.json"))
     except (OptimizerError, ValueError):
         return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import bpy
 
+DEFAULT_URL = "http://127.0.0.1:8770"
 ROUTE_ITEMS = [
     ("AUTO", "Auto", "Use the route the analysis chose"),
     ("BAKE", "Bake", "Bake lightmaps for this object"),
@@ -25,6 +27,15 @@ def preferences(context: bpy.types.Context | None = None) -> Any:
     context = context or bpy.context
     addon = context.preferences.addons.get(addon_package())
     return addon.preferences if addon is not None else None
+
+
+def engine_settings(context: bpy.types.Context | None = None) -> tuple[str, str, str]:
+    """(engine URL, token, start command): the preferences, or the environment when the add-on
+    runs outside Blender's add-on system (`python -m blender_addon.batch`, scripts)."""
+    prefs = preferences(context)
+    if prefs is not None:
+        return prefs.engine_url, prefs.token, prefs.start_command
+    return os.environ.get("OPTIMIZER_URL", DEFAULT_URL), os.environ.get("OPTIMIZER_TOKEN", ""), ""
 
 
 class OptimizerPreferences(bpy.types.AddonPreferences):

@@ -16,10 +16,11 @@ pytest.importorskip("bpy", reason="bpy==5.0.1 (dev extra) runs only on Python 3.
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def blender_python(code: str, tmp_path: Path, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def blender_python(code: str, tmp_path: Path, *, timeout: float = 300,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh Python with bpy and a throwaway Blender user folder."""
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender_user"),
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=timeout)
 
@@ -187,3 +188,74 @@ def test_optimize_reports_unreachable_engine_and_bad_token(tmp_path: Path) -> No
     assert "UNREACHABLE no engine answers at http://127.0.0.1:9" in run.stdout
     assert "OFFLINE" in run.stdout and "online access is off" in run.stdout
     assert "HEALTH ok" in run.stdout and "TOKEN" in run.stdout and "wrong bearer token" in run.stdout
+
+
+def test_optimize_through_a_real_engine_and_the_start_command(tmp_path: Path) -> None:
+    """Optimize in background mode, the worker-thread relay, and starting the engine on demand."""
+    from tests.service.conftest import NodeProcess, free_port
+
+    made = blender_python(BUILD_SCENE, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    node = NodeProcess(tmp_path / "data", tmp_path / "config", free_port(), ["--workers", "1"]).start()
+    spare_port = free_port()
+    start_command = f"{sys.executable} -m engine.cli serve --port {spare_port} --data {tmp_path / 'data2'}"
+    code = f'''
+    import bpy, time, blender_addon
+    from blender_addon import engine_link
+    from blender_addon.snapshot import snapshot_scene
+    blender_addon.register()
+    bpy.ops.wm.open_mainfile(filepath="scene.blend")
+    state = bpy.context.scene.optimizer
+    bpy.ops.optimizer.analyze()
+    state.routes["Plant"].override = "BAKE"
+    import os
+    os.environ["OPTIMIZER_URL"] = "{node.url}"  # no add-on preferences outside the extension system
+    # background mode: Optimize submits and waits in this thread
+    assert bpy.ops.optimizer.optimize() == {{"FINISHED"}}, state.status
+    print("STATE", state.job_state, state.job_artifacts)
+    print("PIPELINE", state.result()["plan"]["pipeline"], state.result()["plan"]["objects"]["Plant"]["route"])
+    # the UI path: a worker thread relays the job through a queue the main thread drains
+    client = engine_link.make_client("{node.url}", "")
+    scene = snapshot_scene(bpy.context)
+    worker = engine_link.start(lambda w: engine_link.submit_and_follow(client, scene, {{}}, w))
+    kinds = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "done" not in kinds and "error" not in kinds:
+        kinds += [u.kind for u in worker.drain()]
+        time.sleep(0.05)
+    print("KINDS", sorted(set(kinds)))
+    # no engine at the spare port: the start command brings one up
+    spare = engine_link.make_client("http://127.0.0.1:{spare_port}", "")
+    print("STARTED", engine_link.ensure_engine(spare, "{start_command}", wait=30)["status"])
+    blender_addon.unregister()
+    '''
+    try:
+        run = blender_python(code, tmp_path, env={"OPTIMIZER_CONFIG_DIR": str(node.config)})
+    finally:
+        node.stop()
+        subprocess.run(["pkill", "-f", f"serve --port {spare_port}"], check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "STATE done analysis.json, analysis.optw" in run.stdout
+    assert "PIPELINE bake bake" in run.stdout  # the artist's override reached the engine's plan
+    assert "KINDS ['done', 'job', 'progress']" in run.stdout
+    assert "STARTED ok" in run.stdout
+
+
+def test_blender_command_line_entry(tmp_path: Path) -> None:
+    """What `blender -b scene.blend --command optimizer analyze --json` runs, called as Blender would."""
+    made = blender_python(BUILD_SCENE, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    code = '''
+    import bpy, blender_addon
+    from blender_addon import batch
+    blender_addon.register()
+    bpy.ops.wm.open_mainfile(filepath="scene.blend")
+    print("EXIT", batch.cli_command(["analyze", "--json"]))
+    print("EXIT", batch.cli_command(["analyze", "--mode", "galaxy"]))
+    blender_addon.unregister()
+    '''
+    run = blender_python(code, tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    json_line = next(line for line in run.stdout.splitlines() if line.startswith("{"))
+    assert json.loads(json_line)["plan"]["pipeline"] == "hybrid"
+    assert "EXIT 0" in run.stdout and "EXIT 2" in run.stdout
