@@ -12,8 +12,8 @@ class OptimizerError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
-class InputError(OptimizerError):
-    """Bad input: a file, a scene, an option. ``where`` names the file/object at fault."""
+class LocatedError(OptimizerError):
+    """An error that says what is wrong (``problem``), where (``where``) and what to do (``hint``)."""
 
     def __init__(self, problem: str, *, where: str = "", hint: str = "") -> None:
         self.problem = problem
@@ -23,6 +23,10 @@ class InputError(OptimizerError):
         if hint:
             text = f"{text} ({hint})"
         super().__init__(text)
+
+
+class InputError(LocatedError):
+    """Bad input: a file, a scene, an option. ``where`` names the file/object at fault."""
 
 
 class SceneError(InputError):
@@ -84,20 +88,11 @@ class StaleAttempt(InvalidTransition):
                                       f"{current_attempt}); its result was not recorded")
 
 
-class StorageError(OptimizerError):
+class StorageError(LocatedError):
     """Stored data that cannot be read or changed as asked (a failed key rotation, a broken store).
 
     Not bad input: the node's own files are at fault. ``where`` names the file or record.
     """
-
-    def __init__(self, problem: str, *, where: str = "", hint: str = "") -> None:
-        self.problem = problem
-        self.where = where
-        self.hint = hint
-        text = f"{where}: {problem}" if where else problem
-        if hint:
-            text = f"{text} ({hint})"
-        super().__init__(text)
 
 
 class IntegrityError(StorageError):

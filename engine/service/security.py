@@ -70,16 +70,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(directory: Path, stem: str, data: bytes, mode: int) -> Path:
-    """Write ``data`` to a new, fsynced temporary file in ``directory`` (created O_EXCL with ``mode``)."""
+def open_temp(directory: Path, stem: str, mode: int = 0o600) -> tuple[Path, int]:
+    """A new temporary file ``.<stem>.<random>.tmp`` in ``directory``, created O_EXCL with ``mode``."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     while True:
         tmp = directory / f".{stem}.{secrets.token_hex(6)}.tmp"
         try:
-            fd = os.open(tmp, flags, mode)
-            break
+            return tmp, os.open(tmp, flags, mode)
         except FileExistsError:
             continue
+
+
+def _write_temp(directory: Path, stem: str, data: bytes, mode: int) -> Path:
+    """Write ``data`` to a new, fsynced temporary file in ``directory`` (created O_EXCL with ``mode``)."""
+    tmp, fd = open_temp(directory, stem, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -43,6 +43,7 @@ from engine.service.security import (
     config_dir,
     ensure_private_dir,
     fsync_dir,
+    open_temp,
     read_private_file,
     replace_file,
     write_new_file,
@@ -278,14 +279,7 @@ class Vault:
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, segment)
         aead = AESGCM(dek)
         count = max(1, -(-len(data) // segment))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-        while True:
-            tmp = directory / f".{digest}.{secrets.token_hex(6)}.tmp"
-            try:
-                fd = os.open(tmp, flags, 0o600)
-                break
-            except FileExistsError:
-                continue
+        tmp, fd = open_temp(directory, digest, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(header)
