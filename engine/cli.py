@@ -283,7 +283,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = client.submit(scene, kind=args.kind, options=options, priority=args.priority)
     if args.wait:
         return _follow(client, job.id, None)
-    _print_job(job, args.json) if args.json else print(job.id)
+    if args.json:
+        _print_job(job, as_json=True)
+    else:
+        print(job.id)
     return EXIT_OK
 
 
