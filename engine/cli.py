@@ -52,6 +52,21 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="optimizer-demo", help="output folder (default: ./optimizer-demo)")
     demo.add_argument("--json", action="store_true", help="print the analysis as JSON instead of tables")
 
+    bake = commands.add_parser("bake", help="bake lightmaps for the static objects of a scene file")
+    bake.add_argument("path", help="scene file: .gltf, .glb or .obj")
+    bake.add_argument("--out", required=True, help="output folder (lightmaps, scene.glb, bake.json)")
+    bake.add_argument("--unit", help="length unit of the file (OBJ carries none)")
+    bake.add_argument("--texels-per-metre", type=float, help="lightmap density (default: adapts to the scene)")
+    bake.add_argument("--atlas-size", type=int, default=1024, help="atlas width and height (512..8192)")
+    bake.add_argument("--samples", type=int, default=64, help="samples per texel (default 64)")
+    bake.add_argument("--bounces", type=int, default=3, help="indirect bounces (default 3)")
+    bake.add_argument("--ao-distance", type=float, default=0.0, help="also bake ambient occlusion to this distance")
+    bake.add_argument("--time-budget", type=float, help="stop after this many seconds of integration")
+    bake.add_argument("--seed", type=int, default=0)
+    bake.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bake.add_argument("--no-denoise", action="store_true", help="skip Open Image Denoise")
+    bake.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
     serve = commands.add_parser("serve", help="run this machine's engine node (HTTP API, job store, workers)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8770, help="port (default 8770; 0 picks a free one)")
@@ -223,6 +238,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bake(args: argparse.Namespace) -> int:
+    from engine.bake.pipeline import BakeSettings, bake_scene
+    from engine.progress import ProgressBar
+    from engine.scene.io import load_scene
+
+    settings = BakeSettings(texels_per_metre=args.texels_per_metre, atlas_size=args.atlas_size,
+                            samples=args.samples, bounces=args.bounces, ao_distance=args.ao_distance,
+                            seed=args.seed, time_budget_s=args.time_budget, device=args.device,
+                            denoise=not args.no_denoise)
+    scene = load_scene(args.path, unit=args.unit)
+    summary = bake_scene(scene, args.out, settings, progress=ProgressBar())
+    if args.json:
+        print(json.dumps(summary))
+        return EXIT_OK
+    print(f"Baked {len(summary['objects'])} objects into {summary['atlas_count']} atlas(es) of "
+          f"{summary['atlas_size']}² ({summary['texels']:,} texels, {summary['samples']} samples, "
+          f"{summary['bounces']} bounces) on {summary['device']} in {summary['timings_s']['total_s']:.1f} s; "
+          f"~{summary['rays_per_second'] / 1e6:.2f} M rays/s")
+    for name in summary["files"]:
+        print(f"  {Path(args.out) / name}")
+    for warning in summary["warnings"]:
+        print(f"  warning: {warning}")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from engine.service.server import serve
 
@@ -332,7 +372,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "analyze": cmd_analyze, "demo": cmd_demo, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
+    "analyze": cmd_analyze, "demo": cmd_demo, "bake": cmd_bake, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
     "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys,
 }
 

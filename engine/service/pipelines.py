@@ -129,6 +129,34 @@ def run_analyze(ctx: JobContext) -> None:
 register_pipeline(PipelineSpec("analyze", "engine.service.pipelines:run_analyze",
                                description="scene features, complexity score and routing plan"))
 
+
+def run_bake(ctx: JobContext) -> None:
+    """The `bake` kind: lightmaps of the job's scene (settings from ``options.params``)."""
+    import tempfile
+    from pathlib import Path
+
+    from engine.bake.pipeline import BakeSettings, bake_scene
+
+    params = dict(ctx.options.get("params") or {})
+    known = set(BakeSettings.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InputError(f"unknown bake setting(s) {', '.join(unknown)}", where="options.params",
+                         hint=f"known: {', '.join(sorted(known))}")
+    settings = BakeSettings(**params)
+    scene = ctx.scene()
+    with tempfile.TemporaryDirectory(prefix="optimizer-bake-") as tmp:
+        bake_scene(scene, tmp, settings, progress=ctx.progress)
+        for path in sorted(Path(tmp).rglob("*")):
+            if path.is_file():
+                kind = {".json": "application/json", ".glb": "model/gltf-binary", ".png": "image/png",
+                        ".exr": "image/x-exr"}.get(path.suffix, "application/octet-stream")
+                ctx.add_artifact(path.relative_to(tmp).as_posix().replace("/", "__"), path.read_bytes(), kind)
+
+
+register_pipeline(PipelineSpec("bake", "engine.service.pipelines:run_bake", gpu=True,
+                               description="lightmaps for the static objects (numba tracer, CPU or CUDA)"))
+
 PLUGIN_ENV = "OPTIMIZER_PIPELINE_MODULES"
 
 

@@ -1,0 +1,241 @@
+"""GPU check: the CUDA ray tracing kernels on a real GPU, against their CPU twins.
+
+Self-contained (nothing fetched), meant for a lent H100/H200 and well under 8 minutes. Runs a
+list of checks (``CHECKS``; later checks, such as the baker's Cornell-box GPU-vs-CPU
+comparison, are appended there) and prints one JSON summary on the last line:
+
+* ``rng``: ``random_uniform`` on the GPU gives the same bits as on the CPU;
+* ``closest_hit_agreement``: GPU closest hits equal the CPU ones on a subset of rays (triangle
+  id, distance, barycentrics) and any-hit equals hit/miss;
+* ``closest_hit_throughput``: CUDA closest-hit rays/s on the 250k-triangle scene of
+  ``bench/bench_rays.py`` with ~10M incoherent rays (goal ≥ 100 M rays/s on an H100), kernel
+  time and end to end; any-hit rays/s too.
+
+Without a usable CUDA device it prints a "no CUDA device" message (and a JSON line saying so)
+and exits 0. With one, it exits 1 when a check fails.
+
+    python bench/gpu_check.py [--rays 10000000] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GOAL_RAYS_PER_S = 100e6
+
+
+@dataclass
+class Context:
+    """What the checks share: the scene, its BVH on both sides, the rays (built on first use)."""
+
+    rays: int
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def scene(self) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+        if "scene" not in self.cache:
+            from bench_rays import bench_scene, random_rays
+
+            from engine.bake.bvh import build_bvh
+            from engine.bake.kernels import CudaBVH
+
+            tri = bench_scene(250_000)
+            start = time.perf_counter()
+            bvh = build_bvh(tri)
+            build_s = time.perf_counter() - start
+            start = time.perf_counter()
+            gpu = CudaBVH(bvh)
+            upload_s = time.perf_counter() - start
+            origins, directions = random_rays(tri, self.rays)
+            self.cache["scene"] = (bvh, gpu, origins, directions)
+            self.cache["scene_info"] = {
+                "triangles": len(tri),
+                "bvh_nodes": bvh.n_nodes,
+                "bvh_depth": bvh.depth(),
+                "bvh_build_s": round(build_s, 3),
+                "bvh_upload_s": round(upload_s, 3),
+            }
+        return self.cache["scene"]
+
+
+def check_rng(ctx: Context) -> dict[str, Any]:
+    from engine.bake.kernels import random_uniform_cpu, random_uniform_cuda
+
+    rng = np.random.default_rng(0)
+    index = rng.integers(0, 1 << 40, min(1_000_000, ctx.rays))
+    sample = rng.integers(0, 4096, index.shape)
+    dim = rng.integers(0, 64, index.shape)
+    gpu = random_uniform_cuda(1234, index, sample, dim)
+    cpu = random_uniform_cpu(1234, index, sample, dim)
+    equal = float(np.mean(gpu == cpu))
+    return {"ok": equal == 1.0, "values": len(index), "equal_fraction": equal}
+
+
+def check_closest_hit_agreement(ctx: Context, subset: int = 200_000) -> dict[str, Any]:
+    from engine.bake.kernels import trace_any_cpu, trace_any_cuda, trace_closest_cpu, trace_closest_cuda
+
+    bvh, gpu, origins, directions = ctx.scene()
+    o, d = origins[:subset], directions[:subset]
+    tg, kg, ug, vg = trace_closest_cuda(o, d, np.inf, gpu)
+    tc, kc, uc, vc = trace_closest_cpu(o, d, np.inf, bvh)
+    hit_same = (kg >= 0) == (kc >= 0)
+    both = (kg >= 0) & (kc >= 0)
+    t_close = np.abs(tg[both] - tc[both]) <= 1e-4 * np.maximum(1.0, np.abs(tc[both]))
+    same_tri = kg[both] == kc[both]
+    uv_close = (np.abs(ug[both] - uc[both]) <= 1e-3) & (np.abs(vg[both] - vc[both]) <= 1e-3)
+    any_gpu = trace_any_cuda(o, d, np.inf, gpu)
+    any_cpu = trace_any_cpu(o, d, np.inf, bvh)
+    result = {
+        "rays": len(o),
+        "hit_fraction": round(float(np.mean(kc >= 0)), 4),
+        "hit_miss_equal": float(np.mean(hit_same)),
+        "distance_equal": float(np.mean(t_close)) if both.any() else 1.0,
+        "triangle_equal": float(np.mean(same_tri)) if both.any() else 1.0,
+        "uv_equal": float(np.mean(uv_close)) if both.any() else 1.0,
+        "any_hit_equal_gpu_cpu": float(np.mean(any_gpu == any_cpu)),
+        "any_hit_equal_closest": float(np.mean(any_gpu == (kg >= 0))),
+    }
+    # fast-math on either side may flip a ray that grazes an edge: allow 1 in 10,000
+    result["ok"] = all(result[k] >= 0.9999 for k in ("hit_miss_equal", "distance_equal", "triangle_equal",
+                                                      "any_hit_equal_gpu_cpu", "any_hit_equal_closest"))  # fmt: skip
+    return result
+
+
+def check_closest_hit_throughput(ctx: Context, repeat: int = 3) -> dict[str, Any]:
+    from numba import cuda
+
+    from engine.bake.kernels import cuda_tracer, trace_closest_cuda
+
+    _, gpu, origins, directions = ctx.scene()
+    n = len(origins)
+    tracer = cuda_tracer()
+    d_o = cuda.to_device(origins)
+    d_d = cuda.to_device(directions)
+    d_lo = cuda.to_device(np.zeros(n, np.float32))
+    d_hi = cuda.to_device(np.full(n, np.inf, np.float32))
+    out = [cuda.device_array(n, dt) for dt in (np.float32, np.int32, np.float32, np.float32)]
+    hit = cuda.device_array(n, np.bool_)
+    per_block: dict[str, float] = {}
+    for threads in (64, 128, 256):
+        blocks = (n + threads - 1) // threads
+        tracer.trace_closest_kernel[blocks, threads](d_o, d_d, d_lo, d_hi, *gpu.arrays(), *out)  # warm-up / compile
+        cuda.synchronize()
+        best = np.inf
+        for _ in range(repeat):
+            start = time.perf_counter()
+            tracer.trace_closest_kernel[blocks, threads](d_o, d_d, d_lo, d_hi, *gpu.arrays(), *out)
+            cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+        per_block[str(threads)] = n / best
+    best_threads = max(per_block, key=per_block.__getitem__)
+    threads = int(best_threads)
+    blocks = (n + threads - 1) // threads
+    nodes, nodes_i, tris, _ = gpu.arrays()
+    tracer.trace_any_kernel[blocks, threads](d_o, d_d, d_lo, d_hi, nodes, nodes_i, tris, hit)
+    cuda.synchronize()
+    any_best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        tracer.trace_any_kernel[blocks, threads](d_o, d_d, d_lo, d_hi, nodes, nodes_i, tris, hit)
+        cuda.synchronize()
+        any_best = min(any_best, time.perf_counter() - start)
+    start = time.perf_counter()
+    trace_closest_cuda(origins, directions, np.inf, gpu, threads_per_block=threads)
+    end_to_end = time.perf_counter() - start
+    rays_per_s = per_block[best_threads]
+    return {
+        "ok": True,  # a figure to report against the goal, not a pass/fail
+        "rays": n,
+        "closest_rays_per_s": round(rays_per_s),
+        "closest_rays_per_s_by_block": {k: round(v) for k, v in per_block.items()},
+        "threads_per_block": threads,
+        "meets_goal_100M": bool(rays_per_s >= GOAL_RAYS_PER_S),
+        "any_rays_per_s": round(n / any_best),
+        "closest_end_to_end_rays_per_s": round(n / end_to_end),
+        "hit_fraction": round(float(np.mean(out[1].copy_to_host() >= 0)), 4),
+    }
+
+
+#: The checks, in order: (name, function). Append new ones here.
+CHECKS: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
+    ("rng", check_rng),
+    ("closest_hit_agreement", check_closest_hit_agreement),
+    ("closest_hit_throughput", check_closest_hit_throughput),
+]
+
+
+def cuda_status() -> tuple[bool, str]:
+    try:
+        from numba import cuda
+    except Exception as exc:  # pragma: no cover
+        return False, f"numba.cuda failed to import: {exc}"
+    try:
+        if not cuda.is_available():
+            return False, "numba.cuda.is_available() is False (no CUDA driver or no GPU)"
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        return True, f"{name}, compute capability {device.compute_capability}"
+    except Exception as exc:
+        return False, f"CUDA device unusable: {exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rays", type=int, default=10_000_000)
+    parser.add_argument("--only", nargs="*", help="run only these checks")
+    args = parser.parse_args(argv)
+
+    from engine.bake.kernels import cuda_simulated
+
+    ok, device = cuda_status()
+    if not ok or cuda_simulated():
+        why = device if not ok else "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM); unset it on a GPU"
+        print(f"no CUDA device: {why}; nothing to check")
+        print(json.dumps({"cuda": False, "message": f"no CUDA device: {why}"}))
+        return 0
+
+    import numba
+
+    ctx = Context(rays=args.rays)
+    summary: dict[str, Any] = {
+        "cuda": True,
+        "device": device,
+        "host": platform.node(),
+        "cpu_threads": numba.get_num_threads(),
+        "numba": numba.__version__,
+        "checks": [],
+    }
+    start = time.perf_counter()
+    for name, check in CHECKS:
+        if args.only and name not in args.only:
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = check(ctx)
+        except Exception as exc:
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+        result = {"name": name, **result, "seconds": round(time.perf_counter() - t0, 2)}
+        summary["checks"].append(result)
+        print(f"{name}: {'ok' if result['ok'] else 'FAILED'} {json.dumps({k: v for k, v in result.items() if k != 'traceback'})}", flush=True)
+    summary["scene"] = ctx.cache.get("scene_info")
+    summary["ok"] = all(c["ok"] for c in summary["checks"])
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(summary))
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

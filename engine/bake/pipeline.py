@@ -1,0 +1,153 @@
+"""The bake pipeline: scene → lightmap layout → texels → BVH → integrate → post → files.
+
+One function, :func:`bake_scene`, that the CLI (`optimizer bake`), the service (`bake` job kind)
+and later the one-click pipeline call. It writes, into an output folder:
+
+* ``lightmaps/atlas_<k>.exr``: linear float lighting (E/π per texel, what multiplies the albedo),
+* ``lightmaps/atlas_<k>.rgbm.png``: the same as 8-bit RGBM (range 8) for engines that want it,
+* ``scene.glb``: a glTF copy with TEXCOORD_1 lightmap UVs and ``MOZ_lightmap`` materials,
+* ``bake.json``: the summary (atlases, texels, rays, device, timings, warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError, InputError
+from engine.progress import Progress, no_progress
+from engine.scene.model import Scene
+
+
+@dataclass(frozen=True)
+class BakeSettings:
+    """What the artist can choose. ``texels_per_metre`` None adapts to the scene (see uv.py)."""
+
+    texels_per_metre: float | None = None
+    atlas_size: int = 1024
+    padding: int = 2
+    samples: int = 64
+    bounces: int = 3
+    ao_distance: float = 0.0
+    seed: int = 0
+    time_budget_s: float | None = None
+    device: str = "auto"
+    denoise: bool = True
+
+    def __post_init__(self) -> None:
+        if self.texels_per_metre is not None and not self.texels_per_metre > 0:
+            raise ConfigError(f"texels_per_metre must be above 0, got {self.texels_per_metre}", where="bake settings")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device is {self.device!r}, expected auto, cpu or cuda", where="bake settings")
+
+
+def _rays_estimate(texels: int, samples: int, bounces: int, ao: bool) -> int:
+    """Rays a bake traces: per sample one shadow ray for direct light, and per bounce one
+    closest-hit ray plus one shadow ray (Russian roulette makes this an upper bound)."""
+    return texels * samples * (1 + 2 * bounces + (1 if ao else 0))
+
+
+def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None = None, *,
+               progress: Progress = no_progress) -> dict[str, Any]:
+    """Bake every static, visible object of ``scene`` into lightmaps under ``out_dir``; return the summary."""
+    from engine.bake.bvh import build_bvh
+    from engine.bake.integrate import IntegrateSettings, integrate, prepare_bake_inputs, scene_triangles
+    from engine.bake.kernels import explain_device
+    from engine.bake.output import export_lightmapped_gltf, write_exr, write_png_rgbm
+    from engine.bake.post import denoise_lightmap, dilate
+    from engine.bake.texels import rasterize_texels
+    from engine.bake.uv import lightmap_layout
+
+    settings = settings or BakeSettings()
+    out = Path(out_dir)
+    try:
+        (out / "lightmaps").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror or exc})", where=str(out)) from None
+    scene.require_content()
+    if not scene.lights and not any(m.is_emissive for m in scene.materials) and max(scene.environment) <= 0:
+        raise InputError("the scene has no lights, no emissive materials and a black environment: "
+                         "a bake would be black", where=scene.source or scene.name,
+                         hint="add a light or an emissive material")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    progress("layout", 0.0, "lightmap UVs")
+    layout = lightmap_layout(scene, texels_per_metre=settings.texels_per_metre, atlas_size=settings.atlas_size,
+                             padding=settings.padding)
+    timings["layout_s"] = time.perf_counter() - started
+    progress("layout", 1.0, f"{layout.atlas_count} atlas(es) of {layout.atlas_size}²")
+
+    mark = time.perf_counter()
+    texels = rasterize_texels(layout)
+    if texels.count == 0:
+        raise InputError("no texel is covered by any lightmap UV", where=scene.source or scene.name,
+                         hint="raise --texels-per-metre")
+    timings["texels_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    triangles = scene_triangles(scene)
+    bvh = build_bvh(np.asarray(triangles.corners, np.float32))
+    timings["bvh_s"] = time.perf_counter() - mark
+
+    device, why = explain_device(settings.device)
+    inputs = prepare_bake_inputs(scene, texels, triangles=triangles)
+    mark = time.perf_counter()
+    result = integrate(
+        inputs, bvh.kernel_arrays(),
+        IntegrateSettings(samples=settings.samples, bounces=settings.bounces, ao_distance=settings.ao_distance,
+                          seed=settings.seed, time_budget_s=settings.time_budget_s, device=device),
+        progress=progress,
+    )
+    timings["integrate_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    progress("post", 0.0, "dilate, denoise, write")
+    files: list[str] = []
+    lightmaps: list[np.ndarray] = []
+    for atlas in range(layout.atlas_count):
+        mask = texels.mask(atlas)
+        image = np.zeros((layout.atlas_size, layout.atlas_size, 3), np.float32)
+        chosen = texels.atlas == atlas
+        image[texels.y[chosen], texels.x[chosen]] = result.lighting[chosen]
+        if settings.denoise:
+            image = denoise_lightmap(image, mask=mask)
+        image = dilate(image, mask, max(2, settings.padding))
+        lightmaps.append(image)
+        exr = out / "lightmaps" / f"atlas_{atlas}.exr"
+        png = out / "lightmaps" / f"atlas_{atlas}.rgbm.png"
+        write_exr(exr, image)
+        write_png_rgbm(png, image)
+        files += [str(exr.relative_to(out)), str(png.relative_to(out))]
+    gltf = export_lightmapped_gltf(scene, layout, lightmaps, out / "scene.glb")
+    files.append(str(gltf.relative_to(out)))
+    timings["post_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+    rays = _rays_estimate(texels.count, result.samples, settings.bounces, settings.ao_distance > 0)
+    summary = {
+        "scene": scene.name,
+        "objects": [e.name for e in layout.entries],
+        "atlas_size": layout.atlas_size,
+        "atlas_count": layout.atlas_count,
+        "texels_per_metre": layout.texels_per_metre,
+        "texels": int(texels.count),
+        "samples": result.samples,
+        "bounces": settings.bounces,
+        "rays_traced": rays,
+        "rays_traced_is_upper_bound": True,
+        "rays_per_second": rays / max(result.seconds, 1e-9),
+        "device": result.device,
+        "device_reason": why,
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "files": files,
+        "settings": asdict(settings),
+        "warnings": list(layout.warnings),
+    }
+    (out / "bake.json").write_text(json.dumps(summary, indent=2))
+    progress("post", 1.0, f"wrote {len(files)} files")
+    return summary
