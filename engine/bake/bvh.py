@@ -63,6 +63,7 @@ class BVH:
     tri_e1: np.ndarray  # (M, 3) float32 view
     tri_e2: np.ndarray  # (M, 3) float32 view
     n_input: int  # triangles given to build_bvh, dropped ones included
+    max_depth: int = 0  # deepest leaf (root = 0)
     build_seconds: float = 0.0
 
     @property
@@ -95,7 +96,7 @@ class BVH:
 
     def depth(self) -> int:
         """Largest leaf depth (root = 0); the tracing kernels need it below their stack size."""
-        return _max_depth(self.nodes_i)
+        return self.max_depth
 
     def sah_cost(self) -> float:
         """SAH cost of the tree relative to its root box (lower is better; for comparing builds)."""
@@ -184,7 +185,7 @@ def _assemble(
     }
     for array in arrays.values():
         array.flags.writeable = False
-    return BVH(**arrays, n_input=n_input, build_seconds=seconds)
+    return BVH(**arrays, n_input=n_input, max_depth=int(_max_depth(nodes_i)), build_seconds=seconds)
 
 
 def _build(rec: np.ndarray, leaf_size: int, max_leaf: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

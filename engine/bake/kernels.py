@@ -529,8 +529,13 @@ def _make_local(name: str, with_prefetch: bool) -> pytypes.ModuleType:
 _cpu_builds = itertools.count()
 
 
-def cpu_jit(fn: Callable[..., Any], *, uuid_prefix: str = "") -> Any:
+def cpu_jit(fn: Callable[..., Any], *, uuid_prefix: str = "", inline: str = "always") -> Any:
     """The CPU decorator handed to :func:`build_tracer`: njit, fast-math (finite-safe), cached.
+
+    ``inline="always"`` inlines at numba's level: without it the callee is a separate LLVM
+    function and every call increments and decrements the reference counts of the array
+    arguments (atomics shared between threads). Pass ``inline="never"`` for big functions
+    whose compile time matters more.
 
     numba keys its disk cache of a closure on the pickled closure variables, and a dispatcher
     pickles with a random per-process UUID: the functions that call other device functions
@@ -539,7 +544,7 @@ def cpu_jit(fn: Callable[..., Any], *, uuid_prefix: str = "") -> Any:
     """
     import numba
 
-    dispatcher = numba.njit(fn, cache=True, fastmath=dict(CPU_FASTMATH), error_model="numpy", inline="always")
+    dispatcher = numba.njit(fn, cache=True, fastmath=dict(CPU_FASTMATH), error_model="numpy", inline=inline)
     if uuid_prefix:
         dispatcher._set_uuid(f"{uuid_prefix}:{fn.__qualname__}")
     return dispatcher

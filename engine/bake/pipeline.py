@@ -99,7 +99,7 @@ def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None 
     inputs = prepare_bake_inputs(scene, texels, triangles=triangles)
     mark = time.perf_counter()
     result = integrate(
-        inputs, bvh.kernel_arrays(),
+        inputs, bvh,
         IntegrateSettings(samples=settings.samples, bounces=settings.bounces, ao_distance=settings.ao_distance,
                           seed=settings.seed, time_budget_s=settings.time_budget_s, device=device),
         progress=progress,

@@ -115,14 +115,14 @@ def _room(builder: _MeshBuilder, wall: int, floor: int) -> None:
     builder.quad((0, 0, 0), (sx, 0, 0), (0, sy, 0), floor, uv_scale=(sx / 2, sy / 2))  # floor, faces up
     builder.quad((0, 0, sz), (0, sy, 0), (sx, 0, 0), wall)  # ceiling, faces down
     builder.quad((0, 0, 0), (0, 0, sz), (sx, 0, 0), wall)  # y = 0 wall, faces +y
-    builder.quad((0, sy, 0), (0, -sy, 0), (0, 0, sz), wall)  # x = 0 wall, faces +x
-    builder.quad((sx, 0, 0), (0, sy, 0), (0, 0, sz), wall)  # x = sx wall, faces -x
-    # y = sy wall (faces -y) with the window hole: four panels around the opening
+    builder.quad((0, 0, 0), (0, sy, 0), (0, 0, sz), wall)  # x = 0 wall, faces +x
+    builder.quad((sx, sy, 0), (0, -sy, 0), (0, 0, sz), wall)  # x = sx wall, faces -x
+    # y = sy wall (faces -y, into the room) with the window hole: four panels around the opening
     x0, x1 = (sx - w) / 2, (sx + w) / 2
-    builder.quad((sx, sy, 0), (-(sx - x1), 0, 0), (0, 0, sz), wall)
-    builder.quad((x0, sy, 0), (-x0, 0, 0), (0, 0, sz), wall)
-    builder.quad((x1, sy, 0), (-w, 0, 0), (0, 0, sill), wall)
-    builder.quad((x1, sy, sill + h), (-w, 0, 0), (0, 0, sz - sill - h), wall)
+    builder.quad((x1, sy, 0), (sx - x1, 0, 0), (0, 0, sz), wall)
+    builder.quad((0, sy, 0), (x0, 0, 0), (0, 0, sz), wall)
+    builder.quad((x0, sy, 0), (w, 0, 0), (0, 0, sill), wall)
+    builder.quad((x0, sy, sill + h), (w, 0, 0), (0, 0, sz - sill - h), wall)
 
 
 def _leaves(rng: np.random.Generator, count: int, centre: np.ndarray, radius: float, material: int,
