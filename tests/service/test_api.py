@@ -269,3 +269,23 @@ def test_schemathesis_finds_no_server_errors(node: NodeProcess) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert time.monotonic() - started < 600
+
+
+def test_bake_job_kind(node: NodeProcess, tmp_path: Path) -> None:
+    """The service runs the baker as the `bake` kind and returns its files as artifacts."""
+    from engine.scene.io import load_scene
+    from tests.scene.test_obj import CORNELL_MTL_KE, cornell
+
+    scene = load_scene(cornell(tmp_path, CORNELL_MTL_KE), unit="mm")
+    client = EngineClient(node.url, node.token)
+    bad = client.submit(scene, kind="bake", options={"params": {"sampels": 4}})
+    assert client.wait(bad.id, timeout=300).state == "failed"
+    assert "sampels" in client.job(bad.id).error
+    job = client.submit(scene, kind="bake", options={"params": {"samples": 4, "bounces": 1, "atlas_size": 512,
+                                                                "device": "cpu", "denoise": False}})
+    done = client.wait(job.id, timeout=600)
+    assert done.state == "done", done.error
+    names = {a.name for a in done.artifacts}
+    assert {"bake.json", "scene.glb", "lightmaps__atlas_0.exr", "lightmaps__atlas_0.rgbm.png"} <= names
+    summary = json.loads(client.artifact(job.id, "bake.json"))
+    assert summary["device"] == "cpu" and summary["texels"] > 0
