@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -36,3 +42,19 @@ def leaf_material() -> Material:
     rgba = np.full((8, 8, 4), 255, np.uint8)
     rgba[:, :4, 3] = 0  # half the card is a hole
     return Material("leaf", base_color_texture=Texture("leaf", rgba), alpha_mode="MASK", alpha_cutoff=0.5)
+
+
+EXTERNAL = Path(__file__).resolve().parent / "external"
+
+
+def khronos_validate(path: Path) -> dict[str, Any]:
+    """The Khronos glTF validator's JSON report on ``path`` (npm package in tests/external)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node (Node.js) is not on PATH; it runs the Khronos glTF validator")
+    if not (EXTERNAL / "node_modules" / "gltf-validator").is_dir():
+        pytest.fail("the Khronos glTF validator is not installed: run `npm ci --prefix tests/external`")
+    result = subprocess.run([node, str(EXTERNAL / "gltf_validate.mjs"), str(path)], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +29,8 @@ from engine.bake.uv import lightmap_layout
 from engine.errors import ImportFormatError, InputError
 from engine.scene import Material, MeshObject, Scene
 from engine.scene.gltf import load_gltf
-from tests.conftest import grid_mesh, unit_box
+from tests.conftest import grid_mesh, khronos_validate, unit_box
 
-EXTERNAL = Path(__file__).resolve().parents[1] / "external"
 
 
 def hdr_image(height: int = 24, width: int = 40, channels: int = 3) -> np.ndarray:
@@ -218,23 +215,11 @@ def test_lightmapped_gltf_bad_input(tmp_path: Path) -> None:
         export_lightmapped_gltf(other, layout, lightmaps, tmp_path / "x.glb")
 
 
-def _validate(path: Path) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node (Node.js) is not on PATH; it runs the Khronos glTF validator")
-    if not (EXTERNAL / "node_modules" / "gltf-validator").is_dir():
-        pytest.fail("the Khronos glTF validator is not installed: run `npm ci --prefix tests/external`")
-    result = subprocess.run([node, str(EXTERNAL / "gltf_validate.mjs"), str(path)], capture_output=True, text=True,
-                            timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 @pytest.mark.external
 @pytest.mark.parametrize("suffix", [".glb", ".gltf"])
 def test_khronos_validator_accepts_lightmapped_gltf(tmp_path: Path, suffix: str) -> None:
     scene, layout, lightmaps = baked_scene()
-    report = _validate(export_lightmapped_gltf(scene, layout, lightmaps, tmp_path / f"lit{suffix}"))
+    report = khronos_validate(export_lightmapped_gltf(scene, layout, lightmaps, tmp_path / f"lit{suffix}"))
     issues = report["issues"]
     assert issues["numErrors"] == 0, [m for m in issues["messages"] if m["severity"] == 0]
     assert issues["numWarnings"] == 0, [m for m in issues["messages"] if m["severity"] == 1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.scene.test_gltf import _validate
+from tests.conftest import khronos_validate
 from tests.scene.test_obj import CORNELL_MTL_KE, cornell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def test_baked_lighting_is_plausible(baked: tuple[Path, dict]) -> None:
 
 def test_baked_gltf_passes_the_khronos_validator(baked: tuple[Path, dict]) -> None:
     out, _ = baked
-    report = _validate(out / "scene.glb")
+    report = khronos_validate(out / "scene.glb")
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:5]
 
 

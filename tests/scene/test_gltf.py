@@ -9,9 +9,7 @@ import base64
 import io
 import json
 import math
-import shutil
 import struct
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,8 @@ from engine.errors import ImportFormatError, InputError, SceneError
 from engine.scene.gltf import LUMENS_PER_WATT, Y_UP_TO_Z_UP, export_gltf, load_gltf
 from engine.scene.io import load_scene
 from engine.scene.model import Camera, Light, Material, MeshObject, Scene, Texture
+from tests.conftest import khronos_validate
 
-EXTERNAL = Path(__file__).resolve().parents[1] / "external"
 
 FLOAT, UBYTE, USHORT, UINT = 5126, 5121, 5123, 5125
 
@@ -750,24 +748,12 @@ def test_gltf_1_is_rejected(tmp_path: Path) -> None:
 # the Khronos glTF validator on our exports
 
 
-def _validate(path: Path) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node (Node.js) is not on PATH; it runs the Khronos glTF validator")
-    if not (EXTERNAL / "node_modules" / "gltf-validator").is_dir():
-        pytest.fail("the Khronos glTF validator is not installed: run `npm ci --prefix tests/external`")
-    result = subprocess.run([node, str(EXTERNAL / "gltf_validate.mjs"), str(path)], capture_output=True, text=True,
-                            timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 @pytest.mark.external
 @pytest.mark.parametrize("suffix", [".glb", ".gltf"])
 @pytest.mark.parametrize("unit", ["m", "mm"])
 def test_khronos_validator_accepts_export(tmp_path: Path, suffix: str, unit: str) -> None:
     scene = full_scene(unit=unit, meters_per_unit=1.0 if unit == "m" else 0.001)
-    report = _validate(export_gltf(scene, tmp_path / f"scene{suffix}"))
+    report = khronos_validate(export_gltf(scene, tmp_path / f"scene{suffix}"))
     issues = report["issues"]
     problems = [m for m in issues["messages"] if m["severity"] <= 1]
     assert issues["numErrors"] == 0, problems
