@@ -32,7 +32,6 @@ from engine.scene.gltf import load_gltf
 from tests.conftest import grid_mesh, khronos_validate, unit_box
 
 
-
 def hdr_image(height: int = 24, width: int = 40, channels: int = 3) -> np.ndarray:
     rng = np.random.default_rng(5)
     return (rng.random((height, width, channels)) ** 2 * 50.0).astype(np.float32)

@@ -23,7 +23,6 @@ from engine.scene.io import load_scene
 from engine.scene.model import Camera, Light, Material, MeshObject, Scene, Texture
 from tests.conftest import khronos_validate
 
-
 FLOAT, UBYTE, USHORT, UINT = 5126, 5121, 5123, 5125
 
 
