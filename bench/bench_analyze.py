@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best_of
 
 from engine.analyze import analyze_scene, complexity_score
 from engine.route import plan_routes
@@ -74,16 +74,6 @@ def baseline_pass(scene: Scene) -> None:
         cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
         length = np.linalg.norm(cross, axis=1)
         _ = length * 0.5, cross / np.maximum(length, 1e-30)[:, None]
-
-
-def best_of(function: Callable[[], object], repeat: int) -> float:
-    function()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,21 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bpy
+from timing import best_of
 
 from blender_addon.snapshot import snapshot_scene
 from engine.route import analyze_and_plan
 
 GRID_CUTS = 708  # 708 × 708 quads → 1,002,528 triangles
-
-
-def best_of(function: Callable[[], object], repeat: int) -> float:
-    function()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def build_grid_scene(*, per_face_uvs: bool = False) -> bpy.types.Object:
