@@ -232,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.json:
         print(
             f"\nDemo done in {time.perf_counter() - started:.1f} s. Wrote {glb}, {out / 'analysis.json'} "
-            f"and {out / 'plan.optw'}.\nBaking, splatting, verification and the report arrive with the "
+            f"and {out / 'plan.optw'}.\nBake lightmaps with `optimizer bake`; splatting, verification and the report arrive with the "
             "pipelines that implement them (see README, Roadmap)."
         )
     return EXIT_OK
