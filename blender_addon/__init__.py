@@ -19,9 +19,12 @@ _CLASSES = (
     operators.OPTIMIZER_OT_optimize,
     operators.OPTIMIZER_OT_cancel,
     operators.OPTIMIZER_OT_clear,
+    operators.OPTIMIZER_OT_apply_bake,
+    operators.OPTIMIZER_OT_restore_materials,
     panel.OPTIMIZER_UL_routes,
     panel.VIEW3D_PT_optimizer,
     panel.VIEW3D_PT_optimizer_results,
+    panel.VIEW3D_PT_optimizer_bake,
 )
 
 _cli_handle = None

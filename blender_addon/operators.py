@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import bpy
@@ -75,6 +77,11 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
     bl_label = "Optimize"
     bl_options = {"REGISTER"}
 
+    kind: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Job", default="analyze",
+        items=[("analyze", "Analyze", "Analyse and route the scene on the engine"),
+               ("bake", "Bake lighting", "Bake lightmaps on the engine and apply them to the objects")])
+
     _worker: engine_link.EngineWorker | None = None
     _timer: Any = None
 
@@ -89,12 +96,15 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         url, token, _ = engine_settings(context)
         client = engine_link.make_client(url, token, online_access=bool(getattr(bpy.app, "online_access", True)))
         scene = snapshot_scene(context, selected_only=state.selected_only)
-        options = {"routes": state.overrides()}
+        options: dict[str, Any] = {"routes": state.overrides()}
+        if self.kind == "bake":
+            options["params"] = state.bake_params()
         return client, scene, options
 
     def _reset(self, state: Any) -> None:
         state.job_id = state.job_state = state.job_stage = state.job_messages = state.job_artifacts = ""
         state.job_progress = 0.0
+        state.job_kind = self.kind
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Background mode (no timers in -b): submit and wait in this thread."""
@@ -105,14 +115,15 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         try:
             client, scene, options = self._prepare(context)
             engine_link.ensure_engine(client, engine_settings(context)[2])
-            job = client.submit(scene, options=options)
+            job = client.submit(scene, kind=self.kind, options=options)
             state.job_id = job.id
             done = client.wait(job.id)
         except OptimizerError as exc:
             self.report({"ERROR"}, str(exc))
             state.status = str(exc)
             return {"CANCELLED"}
-        self._finish(state, done.state, done.error or "", [a.name for a in done.artifacts], list(done.messages))
+        self._finish(state, done.state, done.error or "", [a.name for a in done.artifacts], list(done.messages),
+                     context)
         return {"FINISHED"} if done.state == "done" else {"CANCELLED"}
 
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
@@ -128,11 +139,12 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         start_command = engine_settings(context)[2]
+        kind = self.kind
 
         def task(worker: engine_link.EngineWorker) -> None:
             worker.post("progress", stage="connect", fraction=0.0, text=f"connecting to {client.url}")
             engine_link.ensure_engine(client, start_command)
-            engine_link.submit_and_follow(client, scene, options, worker)
+            engine_link.submit_and_follow(client, scene, options, worker, kind=kind)
 
         state.running = True
         state.status = "Optimizing…"
@@ -166,7 +178,7 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
                     state.job_state = "failed"
                 else:
                     self._finish(state, update.data["state"], update.data.get("error", ""),
-                                 update.data.get("artifacts", []), update.data.get("messages", []))
+                                 update.data.get("artifacts", []), update.data.get("messages", []), context)
                 return self._end(context)
         if context.workspace is not None:
             context.workspace.status_text_set(
@@ -178,7 +190,8 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
             return self._end(context)
         return {"PASS_THROUGH"}
 
-    def _finish(self, state: Any, job_state: str, error: str, artifacts: list[str], messages: list[str]) -> None:
+    def _finish(self, state: Any, job_state: str, error: str, artifacts: list[str], messages: list[str],
+                context: bpy.types.Context) -> None:
         state.job_state = job_state
         state.job_artifacts = ", ".join(artifacts)
         if messages:
@@ -186,6 +199,10 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         if job_state == "done":
             state.job_progress = 1.0
             state.status = f"Done: {len(artifacts)} result(s) from job {state.job_id[:8]}"
+            if state.job_kind == "bake":
+                state.status = _apply_bake_job(context, state.job_id)
+                self.report({"INFO"}, state.status)
+                return
             result = _analysis_from_job(state.job_id)
             if result is not None:
                 store_result(state, result)
@@ -214,6 +231,77 @@ def _analysis_from_job(job_id: str) -> dict[str, Any] | None:
         return json.loads(client.artifact(job_id, "analysis.json"))
     except (OptimizerError, ValueError):
         return None
+
+
+def bake_folder(job_id: str) -> tuple[Path, bool]:
+    """Where a bake job's results go: ``//optimizer_bake/<job>`` beside a saved file, else a
+    temporary folder (then the images are packed into the file). Returns (folder, pack)."""
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath(f"//optimizer_bake/{job_id[:12]}")), False
+    return Path(tempfile.mkdtemp(prefix=f"optimizer-bake-{job_id[:8]}-")), True
+
+
+def _apply_bake_job(context: bpy.types.Context, job_id: str) -> str:
+    """Download a finished bake job's files and apply them; returns the status line."""
+    from engine.errors import OptimizerError
+
+    from .apply_bake import apply_bake
+
+    url, token, _ = engine_settings(context)
+    folder, pack = bake_folder(job_id)
+    try:
+        engine_link.make_client(url, token).download_artifacts(job_id, folder)
+        report = apply_bake(context, folder, pack_images=pack)
+    except OptimizerError as exc:
+        return f"Bake done, but applying it failed: {exc}"
+    return f"Bake applied: {report.summary()}"
+
+
+class OPTIMIZER_OT_apply_bake(bpy.types.Operator):
+    """Apply a bake folder (from `optimizer bake --out DIR`): lightmap UVs, images, lightmapped materials"""
+
+    bl_idname = "optimizer.apply_bake"
+    bl_label = "Apply Bake"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH")  # type: ignore[valid-type]
+    pack_images: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Pack images", default=False, description="Store the lightmap images inside the .blend file")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from engine.errors import InputError
+
+        from .apply_bake import apply_bake
+
+        try:
+            report = apply_bake(context, self.directory, pack_images=self.pack_images)
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        for warning in report.warnings:
+            self.report({"WARNING"}, warning)
+        context.scene.optimizer.status = f"Bake applied: {report.summary()}"
+        self.report({"INFO"}, context.scene.optimizer.status)
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+class OPTIMIZER_OT_restore_materials(bpy.types.Operator):
+    """Put back the materials that Apply Bake replaced with lightmapped copies"""
+
+    bl_idname = "optimizer.restore_materials"
+    bl_label = "Restore Materials"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from .apply_bake import restore_materials
+
+        count = restore_materials(context.scene.objects)
+        self.report({"INFO"}, f"restored the materials of {count} object(s)")
+        return {"FINISHED"}
 
 
 class OPTIMIZER_OT_cancel(bpy.types.Operator):

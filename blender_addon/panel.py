@@ -60,10 +60,34 @@ class VIEW3D_PT_optimizer(bpy.types.Panel):
         if state.running:
             row.operator("optimizer.cancel", icon="CANCEL")
         else:
-            row.operator("optimizer.optimize", icon="PLAY")
+            row.operator("optimizer.optimize", icon="PLAY").kind = "analyze"
         row.operator("optimizer.clear", text="", icon="X")
         if state.status:
             layout.label(text=state.status)
+
+
+class VIEW3D_PT_optimizer_bake(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Optimizer"
+    bl_label = "Lightmaps"
+    bl_parent_id = "VIEW3D_PT_optimizer"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        state = context.scene.optimizer
+        col = layout.column(align=True)
+        col.prop(state, "bake_samples")
+        col.prop(state, "bake_bounces")
+        col.prop(state, "bake_texels_per_metre")
+        col.prop(state, "bake_atlas_size")
+        row = layout.row(align=True)
+        row.enabled = not state.running
+        row.operator("optimizer.optimize", text="Bake Lighting", icon="LIGHT_SUN").kind = "bake"
+        row = layout.row(align=True)
+        row.operator("optimizer.apply_bake", icon="IMPORT")
+        row.operator("optimizer.restore_materials", icon="LOOP_BACK")
 
 
 class VIEW3D_PT_optimizer_results(bpy.types.Panel):

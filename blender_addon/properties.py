@@ -84,6 +84,25 @@ class OptimizerSceneState(bpy.types.PropertyGroup):
     job_messages: bpy.props.StringProperty(name="Messages", default="")  # type: ignore[valid-type]
     job_artifacts: bpy.props.StringProperty(name="Artifacts", default="")  # type: ignore[valid-type]
     running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    job_kind: bpy.props.StringProperty(name="Job kind", default="")  # type: ignore[valid-type]
+    bake_samples: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Samples", default=64, min=1, max=65536, description="Light samples per lightmap texel")
+    bake_bounces: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Bounces", default=3, min=0, max=16, description="Indirect diffuse bounces")
+    bake_texels_per_metre: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Texels per metre", default=0.0, min=0.0, max=10000.0,
+        description="Lightmap density; 0 adapts it to the scene's size so the atlas budget holds")
+    bake_atlas_size: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Atlas size", default="1024",
+        items=[(str(n), f"{n}²", f"Lightmap atlases of {n}×{n} texels") for n in (512, 1024, 2048, 4096, 8192)])
+
+    def bake_params(self) -> dict[str, Any]:
+        """The bake settings the `bake` job kind takes (``options.params``)."""
+        params: dict[str, Any] = {"samples": self.bake_samples, "bounces": self.bake_bounces,
+                                  "atlas_size": int(self.bake_atlas_size)}
+        if self.bake_texels_per_metre > 0:
+            params["texels_per_metre"] = self.bake_texels_per_metre
+        return params
 
     def result(self) -> dict[str, Any] | None:
         """The last analysis as a dict (None before the first Analyze)."""

@@ -205,6 +205,21 @@ class EngineClient:
     def artifact(self, job_id: str, name: str) -> bytes:
         return self._request("GET", f"/v1/jobs/{job_id}/artifacts/{name}").content
 
+    def download_artifacts(self, job_id: str, folder: str | Path) -> list[Path]:
+        """Write every artifact of the job under ``folder``; a ``__`` in a name is a folder
+        separator (``lightmaps__atlas_0.exr`` → ``lightmaps/atlas_0.exr``). Returns the paths."""
+        root = Path(folder).resolve()
+        written = []
+        for item in self.job(job_id).artifacts:
+            relative = Path(*[part for part in item.name.split("__") if part not in ("", ".", "..")])
+            path = (root / relative).resolve()
+            if root not in path.parents:  # a name that would escape the folder
+                raise EngineError(502, f"artifact name {item.name!r} is not a relative path", self.url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.artifact(job_id, item.name))
+            written.append(path)
+        return written
+
     def events(self, job_id: str, after: int = 0) -> Iterator[JobEvent]:
         """The job's server-sent events from ``after`` on, until the job ends."""
         response = self._request("GET", f"/v1/jobs/{job_id}/events?after={after}", stream=True,

@@ -6,6 +6,9 @@ and later the one-click pipeline call. It writes, into an output folder:
 * ``lightmaps/atlas_<k>.exr``: linear float lighting (E/π per texel, what multiplies the albedo),
 * ``lightmaps/atlas_<k>.rgbm.png``: the same as 8-bit RGBM (range 8) for engines that want it,
 * ``scene.glb``: a glTF copy with TEXCOORD_1 lightmap UVs and ``MOZ_lightmap`` materials,
+* ``lightmap_uv.npz``: per baked object its lightmap UV at every triangle corner, in the
+  object's own triangle order (``uv_<i>`` (T, 3, 2) float32, V up; ``names``, ``atlas``): what a
+  client (the Blender add-on) needs to put the UVs back on its own mesh corners,
 * ``bake.json``: the summary (atlases, texels, rays, device, timings, warnings).
 """
 
@@ -50,6 +53,31 @@ def _rays_estimate(texels: int, samples: int, bounces: int, ao: bool) -> int:
     """Rays a bake traces: per sample one shadow ray for direct light, and per bounce one
     closest-hit ray plus one shadow ray (Russian roulette makes this an upper bound)."""
     return texels * samples * (1 + 2 * bounces + (1 if ao else 0))
+
+
+def write_corner_uvs(path: Path, layout: Any) -> Path:
+    """Write each layout entry's lightmap UV per triangle corner (see the module docstring)."""
+    arrays: dict[str, np.ndarray] = {
+        "names": np.array([e.name for e in layout.entries], dtype=np.str_),
+        "atlas": np.array([e.atlas for e in layout.entries], np.int32),
+        "generated": np.array([e.generated for e in layout.entries], bool),
+    }
+    for i, entry in enumerate(layout.entries):
+        arrays[f"uv_{i}"] = np.ascontiguousarray(entry.uv[entry.triangles], np.float32)
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    return path
+
+
+def read_corner_uvs(path: str | Path) -> dict[str, tuple[int, np.ndarray]]:
+    """``lightmap_uv.npz`` back as {object name: (atlas, (T, 3, 2) corner UVs)}."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [str(n) for n in data["names"]]
+            return {name: (int(data["atlas"][i]), data[f"uv_{i}"]) for i, name in enumerate(names)}
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"not a readable lightmap UV file ({exc})", where=str(path),
+                         hint="bake again: the bake folder is incomplete") from None
 
 
 def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None = None, *,
@@ -126,12 +154,15 @@ def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None 
         files += [str(exr.relative_to(out)), str(png.relative_to(out))]
     gltf = export_lightmapped_gltf(scene, layout, lightmaps, out / "scene.glb")
     files.append(str(gltf.relative_to(out)))
+    files.append(write_corner_uvs(out / "lightmap_uv.npz", layout).name)
     timings["post_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     rays = _rays_estimate(texels.count, result.samples, settings.bounces, settings.ao_distance > 0)
     summary = {
         "scene": scene.name,
         "objects": [e.name for e in layout.entries],
+        "entries": [{"name": e.name, "atlas": e.atlas, "triangles": e.n_triangles, "generated": e.generated,
+                     "reason": e.reason, "texels_per_metre": round(e.texels_per_metre, 4)} for e in layout.entries],
         "atlas_size": layout.atlas_size,
         "atlas_count": layout.atlas_count,
         "texels_per_metre": layout.texels_per_metre,

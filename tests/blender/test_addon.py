@@ -259,3 +259,39 @@ def test_blender_command_line_entry(tmp_path: Path) -> None:
     json_line = next(line for line in run.stdout.splitlines() if line.startswith("{"))
     assert json.loads(json_line)["plan"]["pipeline"] == "hybrid"
     assert "EXIT 0" in run.stdout and "EXIT 2" in run.stdout
+
+
+def test_bake_lighting_through_a_real_engine_applies_the_result(tmp_path: Path) -> None:
+    """Bake Lighting: a `bake` job on a real node, its files downloaded beside the .blend and applied."""
+    from tests.service.conftest import NodeProcess, free_port
+
+    made = blender_python(BUILD_SCENE, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    node = NodeProcess(tmp_path / "data", tmp_path / "config", free_port(), ["--workers", "1"]).start()
+    code = f'''
+    import bpy, os, blender_addon
+    blender_addon.register()
+    bpy.ops.wm.open_mainfile(filepath="scene.blend")
+    os.environ["OPTIMIZER_URL"] = "{node.url}"
+    state = bpy.context.scene.optimizer
+    state.bake_samples, state.bake_bounces, state.bake_texels_per_metre = 4, 1, 16.0
+    state.bake_atlas_size = "512"
+    result = bpy.ops.optimizer.optimize(kind="bake")
+    print("RESULT", result, state.job_state, "|", state.status)
+    crate = bpy.data.objects["Crate"]
+    print("UV", [layer.name for layer in crate.data.uv_layers])
+    print("MATERIALS", [slot.material.name for slot in crate.material_slots])
+    print("FAN", [slot.material.name for slot in bpy.data.objects["Fan"].material_slots if slot.material])
+    print("FILES", sorted(os.listdir(bpy.path.abspath("//optimizer_bake/" + state.job_id[:12]))))
+    blender_addon.unregister()
+    '''
+    try:
+        run = blender_python(code, tmp_path, env={"OPTIMIZER_CONFIG_DIR": str(node.config)})
+    finally:
+        node.stop()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RESULT {'FINISHED'} done | Bake applied: lightmaps applied to 2 object(s), 1 image(s)" in run.stdout
+    assert "UV ['UVMap', 'Lightmap']" in run.stdout
+    assert "MATERIALS ['Material.lightmap0']" in run.stdout
+    assert "FAN []" in run.stdout  # animated: not baked, left as it was
+    assert "'bake.json', 'lightmap_uv.npz', 'lightmaps', 'scene.glb'" in run.stdout
