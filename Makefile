@@ -12,7 +12,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[io]'
 
+# torch pinned first (the CPU build on CI machines): the extras' torch range then installs nothing
+# more, where a bare `torch` requirement would pull a multi-GB CUDA build
 install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	npm ci --prefix tests/external --no-audit --no-fund --loglevel=error
 	@# msgpack wheels for Blender's Python 3.11 on each platform, so add-on builds in tests need no network
