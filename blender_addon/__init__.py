@@ -21,10 +21,12 @@ _CLASSES = (
     operators.OPTIMIZER_OT_clear,
     operators.OPTIMIZER_OT_apply_bake,
     operators.OPTIMIZER_OT_restore_materials,
+    operators.OPTIMIZER_OT_import_splat,
     panel.OPTIMIZER_UL_routes,
     panel.VIEW3D_PT_optimizer,
     panel.VIEW3D_PT_optimizer_results,
     panel.VIEW3D_PT_optimizer_bake,
+    panel.VIEW3D_PT_optimizer_splat,
 )
 
 _cli_handle = None

@@ -80,7 +80,8 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
     kind: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Job", default="analyze",
         items=[("analyze", "Analyze", "Analyse and route the scene on the engine"),
-               ("bake", "Bake lighting", "Bake lightmaps on the engine and apply them to the objects")])
+               ("bake", "Bake lighting", "Bake lightmaps on the engine and apply them to the objects"),
+               ("splat", "Splat", "Train 3D Gaussians on the engine and import them as a point-cloud preview")])
 
     _worker: engine_link.EngineWorker | None = None
     _timer: Any = None
@@ -99,6 +100,8 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         options: dict[str, Any] = {"routes": state.overrides()}
         if self.kind == "bake":
             options["params"] = state.bake_params()
+        elif self.kind == "splat":
+            options["params"] = state.splat_params()
         return client, scene, options
 
     def _reset(self, state: Any) -> None:
@@ -199,8 +202,8 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         if job_state == "done":
             state.job_progress = 1.0
             state.status = f"Done: {len(artifacts)} result(s) from job {state.job_id[:8]}"
-            if state.job_kind == "bake":
-                state.status = _apply_bake_job(context, state.job_id)
+            if state.job_kind in ("bake", "splat"):
+                state.status = _use_job_result(context, state.job_id, state.job_kind)
                 self.report({"INFO"}, state.status)
                 return
             result = _analysis_from_job(state.job_id)
@@ -233,28 +236,65 @@ def _analysis_from_job(job_id: str) -> dict[str, Any] | None:
         return None
 
 
-def bake_folder(job_id: str) -> tuple[Path, bool]:
-    """Where a bake job's results go: ``//optimizer_bake/<job>`` beside a saved file, else a
-    temporary folder (then the images are packed into the file). Returns (folder, pack)."""
+def result_folder(job_id: str, kind: str) -> tuple[Path, bool]:
+    """Where a job's results go: ``//optimizer_<kind>/<job>`` beside a saved file, else a
+    temporary folder (then images are packed into the file). Returns (folder, pack)."""
     if bpy.data.filepath:
-        return Path(bpy.path.abspath(f"//optimizer_bake/{job_id[:12]}")), False
-    return Path(tempfile.mkdtemp(prefix=f"optimizer-bake-{job_id[:8]}-")), True
+        return Path(bpy.path.abspath(f"//optimizer_{kind}/{job_id[:12]}")), False
+    return Path(tempfile.mkdtemp(prefix=f"optimizer-{kind}-{job_id[:8]}-")), True
 
 
-def _apply_bake_job(context: bpy.types.Context, job_id: str) -> str:
-    """Download a finished bake job's files and apply them; returns the status line."""
+def _use_job_result(context: bpy.types.Context, job_id: str, kind: str) -> str:
+    """Download a finished bake or splat job's files, then apply the bake or import the splat;
+    returns the status line."""
     from engine.errors import OptimizerError
 
-    from .apply_bake import apply_bake
-
     url, token, _ = engine_settings(context)
-    folder, pack = bake_folder(job_id)
+    folder, pack = result_folder(job_id, kind)
     try:
         engine_link.make_client(url, token).download_artifacts(job_id, folder)
-        report = apply_bake(context, folder, pack_images=pack)
-    except OptimizerError as exc:
-        return f"Bake done, but applying it failed: {exc}"
-    return f"Bake applied: {report.summary()}"
+        if kind == "bake":
+            from .apply_bake import apply_bake
+
+            return f"Bake applied: {apply_bake(context, folder, pack_images=pack).summary()}"
+        from .splat_preview import import_splat
+
+        obj = import_splat(context, folder / "splat.ply", name=f"Splat {job_id[:8]}")
+        summary = json.loads((folder / "splat.json").read_text())
+        return (f"Splat imported: {len(obj.data.vertices):,} Gaussians, held-out PSNR {summary.get('psnr')} dB "
+                f"({folder / 'splat.ply'})")
+    except (OptimizerError, OSError, ValueError) as exc:
+        return f"The {kind} job is done, but using its result failed: {exc}"
+
+
+class OPTIMIZER_OT_import_splat(bpy.types.Operator):
+    """Import a trained splat (3DGS .ply or .compressed.ply) as a point-cloud preview"""
+
+    bl_idname = "optimizer.import_splat"
+    bl_label = "Import Splat"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})  # type: ignore[valid-type]
+    size: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Point size", default=2.0, min=0.0, description="Point radius in standard deviations of each Gaussian")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from engine.errors import InputError
+
+        from .splat_preview import import_splat
+
+        try:
+            obj = import_splat(context, self.filepath, size=self.size)
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"imported {len(obj.data.vertices):,} Gaussians as {obj.name}")
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
 
 
 class OPTIMIZER_OT_apply_bake(bpy.types.Operator):

@@ -90,6 +90,27 @@ class VIEW3D_PT_optimizer_bake(bpy.types.Panel):
         row.operator("optimizer.restore_materials", icon="LOOP_BACK")
 
 
+class VIEW3D_PT_optimizer_splat(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Optimizer"
+    bl_label = "Gaussian splats"
+    bl_parent_id = "VIEW3D_PT_optimizer"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        state = context.scene.optimizer
+        col = layout.column(align=True)
+        col.prop(state, "splat_steps")
+        col.prop(state, "splat_views")
+        col.prop(state, "splat_resolution")
+        row = layout.row(align=True)
+        row.enabled = not state.running
+        row.operator("optimizer.optimize", text="Train Splat", icon="POINTCLOUD_DATA").kind = "splat"
+        layout.operator("optimizer.import_splat", icon="IMPORT")
+
+
 class VIEW3D_PT_optimizer_results(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"

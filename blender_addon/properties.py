@@ -96,6 +96,27 @@ class OptimizerSceneState(bpy.types.PropertyGroup):
         name="Atlas size", default="1024",
         items=[(str(n), f"{n}²", f"Lightmap atlases of {n}×{n} texels") for n in (512, 1024, 2048, 4096, 8192)])
 
+    splat_steps: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Steps", default=3000, min=1, max=1_000_000, description="Training steps")
+    splat_views: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Views", default=64, min=2, max=10_000, description="Reference views (every 8th held out)")
+    splat_resolution: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Resolution", default=128, min=16, max=4096, description="View width and height in pixels")
+
+    def splat_params(self) -> dict[str, Any]:
+        """The splat settings the `splat` job kind takes (``options.params``); the objects routed
+        to splat (analysis and overrides) when there are any."""
+        params: dict[str, Any] = {"steps": self.splat_steps, "views": self.splat_views,
+                                  "resolution": self.splat_resolution}
+        result = self.result()
+        if result is not None:
+            overrides = self.overrides()
+            routed = [name for name, entry in result["plan"]["objects"].items()
+                      if overrides.get(name, entry["route"]) == "splat"]
+            if routed:
+                params["objects"] = routed
+        return params
+
     def bake_params(self) -> dict[str, Any]:
         """The bake settings the `bake` job kind takes (``options.params``)."""
         params: dict[str, Any] = {"samples": self.bake_samples, "bounces": self.bake_bounces,

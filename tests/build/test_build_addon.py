@@ -50,6 +50,19 @@ def test_light_wheel_holds_only_the_light_layers(tmp_path: Path) -> None:
     wheel = build_addon.build_light_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "engine/scene/model.py" in names and "engine/client.py" in names and "engine/route/policy.py" in names
-    assert not any(n.startswith(("engine/service/", "engine/bake/", "engine/splat/")) for n in names)
+    assert not any(n.startswith(("engine/service/", "engine/bake/", "engine/render/")) for n in names)
+    # of the splat package only the numpy-only file readers and frames (the Blender preview)
+    splat = sorted(n for n in names if n.startswith("engine/splat/"))
+    assert splat == ["engine/splat/__init__.py", "engine/splat/compressed.py", "engine/splat/frames.py",
+                     "engine/splat/ply.py"]
+    check = ("import sys; sys.path.insert(0, sys.argv[1]); import engine.splat.ply, engine.splat.frames, "
+             "engine.splat.compressed, engine.route, engine.client; "
+             "heavy = {'torch', 'numba', 'gsplat', 'fastapi', 'PIL'} & set(sys.modules); print(sorted(heavy))")
+    import subprocess
+    import sys
+
+    ran = subprocess.run([sys.executable, "-c", check, str(wheel)], capture_output=True, text=True, cwd=tmp_path,
+                         check=False)
+    assert ran.returncode == 0 and ran.stdout.strip() == "[]", ran.stdout + ran.stderr
     record = next(n for n in names if n.endswith("/RECORD"))
     assert "engine/analyze/features.py,sha256=" in zipfile.ZipFile(wheel).read(record).decode()
