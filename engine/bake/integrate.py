@@ -315,6 +315,9 @@ class SceneTriangles:
 def scene_triangles(scene: Scene, *, include_animated: bool = False) -> SceneTriangles:
     """Every triangle of the visible objects, in scene order: what the bake traces.
 
+    Corners are in world space with the front side counter-clockwise: the triangles of objects
+    whose transform mirrors (negative determinant) get corners 1 and 2 swapped.
+
     Animated objects are left out unless ``include_animated`` (like a game engine's static
     lighting: what moves must not cast baked shadows or bounce baked light).
     """
@@ -324,11 +327,14 @@ def scene_triangles(scene: Scene, *, include_animated: bool = False) -> SceneTri
             continue
         m = np.asarray(obj.transform, np.float64)
         world = obj.positions.astype(np.float64) @ m[:3, :3].T + m[:3, 3]
-        corners.append(world[obj.triangles])
+        # a mirroring transform turns the winding over (glTF's rule): swap two corners so the
+        # winding in world space, from which the integrator takes the front side, stays right
+        order = obj.triangles[:, [0, 2, 1]] if np.linalg.det(m[:3, :3]) < 0 else obj.triangles
+        corners.append(world[order])
         materials.append(obj.material_indices)
         names = [name for name in obj.uvs if name != obj.lightmap_uv] or list(obj.uvs)
         uv0 = obj.uvs[names[0]] if names else None  # the first UV set that is not the lightmap's
-        uvs.append(uv0[obj.triangles] if uv0 is not None else np.zeros((obj.n_triangles, 3, 2), np.float32))
+        uvs.append(uv0[order] if uv0 is not None else np.zeros((obj.n_triangles, 3, 2), np.float32))
         owners.append(np.full(obj.n_triangles, index, np.int32))
     if not corners:
         return SceneTriangles(np.zeros((0, 3, 3)), np.zeros(0, np.int32), np.zeros((0, 3, 2), np.float32),
