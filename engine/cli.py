@@ -67,6 +67,27 @@ def _build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--no-denoise", action="store_true", help="skip Open Image Denoise")
     bake.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
+    splat = commands.add_parser("splat", help="train 3D Gaussians for a scene file (views path-traced here)")
+    splat.add_argument("path", help="scene file: .gltf, .glb or .obj")
+    splat.add_argument("--out", required=True, help="output folder (splat.ply, splat.compressed.ply, splat.json)")
+    splat.add_argument("--unit", help="length unit of the file (OBJ carries none)")
+    splat.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
+    splat.add_argument("--views", type=int, default=64, help="reference views, every 8th held out (default 64)")
+    splat.add_argument("--resolution", type=int, default=128, help="view width and height in pixels (default 128)")
+    splat.add_argument("--rig", choices=("auto", "object", "interior"), default="auto",
+                       help="cameras around the objects or inside them (auto: inside when they enclose their centre)")
+    splat.add_argument("--init", choices=("mesh", "random"), default="mesh", help="initial Gaussians (default mesh)")
+    splat.add_argument("--points", type=int, help="initial Gaussians (default 10,000 on CPU, 100,000 on CUDA)")
+    splat.add_argument("--samples", type=int, default=32, help="path-tracing samples per reference pixel ray")
+    splat.add_argument("--sh-degree", type=int, default=3, help="spherical harmonics degree 0..3 (default 3)")
+    splat.add_argument("--strategy", choices=("default", "mcmc"), default="default",
+                       help="densification: gsplat's DefaultStrategy or MCMCStrategy (CUDA only)")
+    splat.add_argument("--objects", help="comma-separated object names to splat (default: every static object)")
+    splat.add_argument("--time-budget", type=float, help="stop training after this many seconds")
+    splat.add_argument("--seed", type=int, default=0)
+    splat.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    splat.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
     serve = commands.add_parser("serve", help="run this machine's engine node (HTTP API, job store, workers)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8770, help="port (default 8770; 0 picks a free one)")
@@ -263,6 +284,31 @@ def cmd_bake(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_splat(args: argparse.Namespace) -> int:
+    from engine.progress import ProgressBar
+    from engine.scene.io import load_scene
+    from engine.splat.pipeline import SplatSettings, splat_scene
+
+    objects = tuple(n.strip() for n in args.objects.split(",") if n.strip()) if args.objects else None
+    settings = SplatSettings(steps=args.steps, views=args.views, resolution=args.resolution, rig=args.rig,
+                             init=args.init, init_points=args.points, render_samples=args.samples,
+                             sh_degree=args.sh_degree, strategy=args.strategy, device=args.device, seed=args.seed,
+                             time_budget_s=args.time_budget, objects=objects)
+    scene = load_scene(args.path, unit=args.unit)
+    summary = splat_scene(scene, args.out, settings, progress=ProgressBar())
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("history", "per_view")}))
+        return EXIT_OK
+    print(f"Trained {summary['gaussians']:,} Gaussians in {summary['steps']} steps on {summary['device']} "
+          f"({summary['timings_s']['train_s']:.1f} s); held-out views: PSNR {summary['psnr']:.2f} dB, "
+          f"SSIM {summary['ssim']:.4f}")
+    for name in summary["files"]:
+        print(f"  {Path(args.out) / name}")
+    for warning in summary["warnings"]:
+        print(f"  warning: {warning}")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from engine.service.server import serve
 
@@ -372,7 +418,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "analyze": cmd_analyze, "demo": cmd_demo, "bake": cmd_bake, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
+    "analyze": cmd_analyze, "demo": cmd_demo, "bake": cmd_bake, "splat": cmd_splat, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
     "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys,
 }
 

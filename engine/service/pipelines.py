@@ -157,6 +157,44 @@ def run_bake(ctx: JobContext) -> None:
 register_pipeline(PipelineSpec("bake", "engine.service.pipelines:run_bake", gpu=True,
                                description="lightmaps for the static objects (numba tracer, CPU or CUDA)"))
 
+def run_splat(ctx: JobContext) -> None:
+    """The `splat` kind: Gaussians for the job's scene (settings from ``options.params``).
+
+    The trainer checkpoints into a folder kept per job under the node's scratch space, so a job
+    that a restart interrupts resumes from its last checkpoint when it runs again.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.splat.pipeline import SplatSettings, splat_scene
+
+    params = dict(ctx.options.get("params") or {})
+    known = set(SplatSettings.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InputError(f"unknown splat setting(s) {', '.join(unknown)}", where="options.params",
+                         hint=f"known: {', '.join(sorted(known))}")
+    if isinstance(params.get("objects"), list):
+        params["objects"] = tuple(params["objects"])
+    try:
+        settings = SplatSettings(**params)
+    except TypeError as exc:
+        raise InputError(f"bad splat settings ({exc})", where="options.params") from None
+    scene = ctx.scene()
+    work = Path(tempfile.gettempdir()) / "optimizer-splat" / ctx.job_id
+    splat_scene(scene, work, settings, progress=ctx.progress, cancel=lambda: ctx.check_cancel() or False)
+    for path in sorted(work.rglob("*")):
+        if path.is_file() and path.name != "checkpoint.pt":
+            kind = {".json": "application/json", ".ply": "application/x-ply", ".png": "image/png"}.get(
+                path.suffix, "application/octet-stream")
+            ctx.add_artifact(path.relative_to(work).as_posix().replace("/", "__"), path.read_bytes(), kind)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+register_pipeline(PipelineSpec("splat", "engine.service.pipelines:run_splat", gpu=True,
+                               description="3D Gaussians trained on path-traced views (gsplat on CUDA, PyTorch on CPU)"))
+
 PLUGIN_ENV = "OPTIMIZER_PIPELINE_MODULES"
 
 
