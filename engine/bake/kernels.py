@@ -9,10 +9,18 @@ hint), and returns the device functions compiled by that decorator::
 
 The functions take plain scalars and the flattened BVH arrays one by one, as
 :meth:`engine.bake.bvh.BVH.kernel_arrays` (or :meth:`CudaBVH.arrays`) gives them: ``nodes``
-(8·N,) float32, ``nodes_i`` its int32 view, ``tris`` (9·M,) float32 and ``tri_index`` (M,)
-int32. The traversal stack is a fixed ``STACK_SIZE``-entry ``alloca`` array: the machine stack
-on the CPU (no heap allocation per ray), what ``cuda.local.array`` emits on CUDA. Under numba's
-CUDA simulator the simulator's own ``cuda.local`` stands in.
+(32·K,) float32 4-wide nodes (layout in :mod:`engine.bake.bvh`), ``nodes_i`` its int32 view,
+``tris`` (9·M,) float32 and ``tri_index`` (M,) int32. The traversal visits a wide node by
+testing its four slot boxes and pushing every entered slot with its entry distance, nearest
+on top (insertion among the node's own entries); it pops the nearest entry that can still
+hold a closer hit, intersects it at once when it is a leaf, and visits it when it is a node.
+Pushed slots are prefetched on the CPU, so their cache misses overlap the work on the nearer
+ones. The traversal stack is a fixed ``STACK_SIZE``-entry ``alloca`` array (entries: node or
+first triangle, count, entry distance): the machine stack on the CPU (no heap allocation per
+ray), what ``cuda.local.array`` emits on CUDA. Under numba's CUDA simulator the simulator's own
+``cuda.local`` stands in. ``BVH.depth()`` (which bounds the entries the traversal can hold at
+once) must stay below ``STACK_SIZE``; a push that would overflow is dropped, never written
+out of bounds.
 
 Device functions (all in the returned namespace; float arguments are float32 or float64,
 results float32):
@@ -23,7 +31,9 @@ results float32):
   the hit point is ``v0 + u·e1 + v·e2`` and ``tmin < t < tmax``.
 * ``closest_hit(ox, oy, oz, dx, dy, dz, tmin, tmax, nodes, nodes_i, tris, tri_index)
   -> (t, tri, u, v)``: ``tri`` is the original triangle index, -1 (and ``t`` = inf) on a miss.
-* ``any_hit(ox, oy, oz, dx, dy, dz, tmin, tmax, nodes, nodes_i, tris) -> bool`` (shadow rays).
+* ``any_hit(ox, oy, oz, dx, dy, dz, tmin, tmax, nodes, nodes_i, tris) -> bool`` (shadow rays;
+  leaves are tested as soon as their box is entered, unordered).
+* ``box_interval(nodes, c, ...)``: entry and exit distance in slot ``c % 4`` of wide node ``c // 4``.
 * ``pcg_hash(x) -> int``, ``random_uniform(seed, index, sample, dim) -> float32`` in [0, 1):
   a counter-based generator, the same bits on every target.
 * ``orthonormal_basis(nx, ny, nz) -> (tx, ty, tz, bx, by, bz)`` (unit normal in).
@@ -65,8 +75,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Traversal stack entries per ray (the BVH depth must stay below it; binned SAH gives ~30).
-STACK_SIZE = 64
+#: Traversal stack entries per ray (``BVH.depth()`` must stay below it; binned SAH on 250k triangles needs ~35).
+STACK_SIZE = 128
 #: Barycentric tolerance: hits up to this far (relative) outside an edge count, for watertightness.
 BARY_EPS = np.float32(1e-5)
 #: Conservative slab test: the exit distance is scaled up by this factor.
@@ -114,18 +124,19 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
     if hasattr(local, "prefetch"):
 
         @jit
-        def warm_child(nodes, nodes_i, tris, c):  # type: ignore[no-untyped-def]
-            """Prefetch what visiting node ``c`` will read next: its children pair or its triangles."""
-            first = nodes_i[u64(c * 8 + 6)]
-            if nodes_i[u64(c * 8 + 7)] < 0:
-                local.prefetch(nodes, first * 8)
+        def warm_child(nodes, tris, child, count):  # type: ignore[no-untyped-def]
+            """Prefetch what a pushed slot will read: the wide node (two lines) or the leaf's triangles."""
+            if count < 0:
+                local.prefetch(nodes, child * 32)
+                local.prefetch(nodes, child * 32 + 16)
             else:
-                local.prefetch(tris, first * 9)
+                local.prefetch(tris, child * 9)
+                local.prefetch(tris, child * 9 + 16)
 
     else:  # no prefetch on this target (CUDA, the simulator)
 
         @jit
-        def warm_child(nodes, nodes_i, tris, c):  # type: ignore[no-untyped-def]
+        def warm_child(nodes, tris, child, count):  # type: ignore[no-untyped-def]
             return None
 
     @jit
@@ -179,25 +190,39 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
 
     @jit
     def box_interval(nodes, c, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, tmax):  # type: ignore[no-untyped-def]
-        """Entry and (padded) exit distance of the ray in box ``c``; a hit when entry <= exit.
+        """Entry and (padded) exit distance of the ray in box ``c`` (slot ``c % 4`` of wide node
+        ``c // 4``); a hit when entry <= exit.
 
-        ``sx, sy, sz`` are the columns of the near planes (0-2 for a positive direction
-        component, 3-5 for a negative one), so no min/max per axis is needed.
+        ``sx, sy, sz`` are the offsets of the near planes in a wide node (0, 4, 8 for a
+        positive direction component, 12, 16, 20 for a negative one), so no min/max per axis
+        is needed; the far planes are at ``12 - sx``, ``20 - sy``, ``28 - sz``.
         """
-        b = c * 8
+        b = (c >> 2) * 32 + (c & 3)
         tx0 = nodes[u64(b + sx)] * ix - oix
-        tx1 = nodes[u64(b + (3 - sx))] * ix - oix
+        tx1 = nodes[u64(b + (12 - sx))] * ix - oix
         ty0 = nodes[u64(b + sy)] * iy - oiy
-        ty1 = nodes[u64(b + (5 - sy))] * iy - oiy
+        ty1 = nodes[u64(b + (20 - sy))] * iy - oiy
         tz0 = nodes[u64(b + sz)] * iz - oiz
-        tz1 = nodes[u64(b + (7 - sz))] * iz - oiz
+        tz1 = nodes[u64(b + (28 - sz))] * iz - oiz
         near = fmax(fmax(tx0, ty0), fmax(tz0, tmin))
         far = fmin(fmin(tx1, ty1), tz1) * PAD
         return near, fmin(far, tmax)
 
     @jit
+    def intersect_leaf(ox, oy, oz, dx, dy, dz, tris, first, count, tmin, best_t, best, best_u, best_v):  # type: ignore[no-untyped-def]
+        for k in range(first, first + count):
+            hit, t, u, v = intersect_triangle(ox, oy, oz, dx, dy, dz, tris, k, tmin, best_t)
+            if hit:
+                best_t = t
+                best = k
+                best_u = u
+                best_v = v
+        return best_t, best, best_u, best_v
+
+    @jit
     def closest_hit(ox, oy, oz, dx, dy, dz, tmin, tmax, nodes, nodes_i, tris, tri_index):  # type: ignore[no-untyped-def]
         stack_node = local.array(STACK, i32)
+        stack_count = local.array(STACK, i32)
         stack_near = local.array(STACK, f32)
         ox = f32(ox)
         oy = f32(oy)
@@ -213,69 +238,48 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
         oix = ox * ix
         oiy = oy * iy
         oiz = oz * iz
-        sx = 0 if ix >= ZERO else 3
-        sy = 1 if iy >= ZERO else 4
-        sz = 2 if iz >= ZERO else 5
+        sx = 0 if ix >= ZERO else 12
+        sy = 4 if iy >= ZERO else 16
+        sz = 8 if iz >= ZERO else 20
         best = -1
         best_u = ZERO
         best_v = ZERO
-        near, far = box_interval(nodes, 0, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, best_t)
-        if near > far:
-            return INF, -1, ZERO, ZERO
         node = 0
         sp = 0
         while True:
-            info = nodes_i[u64(node * 8 + 7)]
-            pop = True
-            if info >= 0:
-                first = nodes_i[u64(node * 8 + 6)]
-                for k in range(first, first + info):
-                    hit, t, u, v = intersect_triangle(ox, oy, oz, dx, dy, dz, tris, k, tmin, best_t)
-                    if hit:
-                        best_t = t
-                        best = k
-                        best_u = u
-                        best_v = v
-            else:
-                left = nodes_i[u64(node * 8 + 6)]
-                n0, f0 = box_interval(nodes, left, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, best_t)
-                n1, f1 = box_interval(nodes, left + 1, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, best_t)
-                h0 = n0 <= f0
-                h1 = n1 <= f1
-                if h0:
-                    warm_child(nodes, nodes_i, tris, left)
-                if h1:
-                    warm_child(nodes, nodes_i, tris, left + 1)
-                if h0 and h1:
-                    pop = False
-                    if sp < STACK:
-                        if n0 <= n1:
-                            stack_node[sp] = left + 1
-                            stack_near[sp] = n1
-                            node = left
-                        else:
-                            stack_node[sp] = left
-                            stack_near[sp] = n0
-                            node = left + 1
-                        sp += 1
-                    else:  # overflow (BVH deeper than the stack): never happens below STACK levels
-                        node = left if n0 <= n1 else left + 1
-                elif h0:
-                    pop = False
-                    node = left
-                elif h1:
-                    pop = False
-                    node = left + 1
-            if pop:
-                found = False
-                while sp > 0:
-                    sp -= 1
-                    if stack_near[sp] < best_t:
+            # Push every entered slot, nearest on top (insertion among this node's entries).
+            base = sp
+            for q in range(4):
+                near, far = box_interval(nodes, node * 4 + q, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, best_t)
+                if near <= far and sp < STACK:
+                    pos = sp
+                    while pos > base and stack_near[pos - 1] < near:
+                        stack_node[pos] = stack_node[pos - 1]
+                        stack_count[pos] = stack_count[pos - 1]
+                        stack_near[pos] = stack_near[pos - 1]
+                        pos -= 1
+                    child = nodes_i[u64(node * 32 + 24 + q)]
+                    count = nodes_i[u64(node * 32 + 28 + q)]
+                    warm_child(nodes, tris, child, count)
+                    stack_node[pos] = child
+                    stack_count[pos] = count
+                    stack_near[pos] = near
+                    sp += 1
+            # Pop: leaves are intersected on the way, the first inner node is visited next.
+            found = False
+            while sp > 0:
+                sp -= 1
+                if stack_near[sp] < best_t:
+                    count = stack_count[sp]
+                    if count < 0:
                         node = stack_node[sp]
                         found = True
                         break
-                if not found:
-                    break
+                    best_t, best, best_u, best_v = intersect_leaf(
+                        ox, oy, oz, dx, dy, dz, tris, stack_node[sp], count, tmin, best_t, best, best_u, best_v
+                    )
+            if not found:
+                break
         if best < 0:
             return INF, -1, ZERO, ZERO
         return best_t, tri_index[best], best_u, best_v
@@ -297,46 +301,31 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
         oix = ox * ix
         oiy = oy * iy
         oiz = oz * iz
-        sx = 0 if ix >= ZERO else 3
-        sy = 1 if iy >= ZERO else 4
-        sz = 2 if iz >= ZERO else 5
-        near, far = box_interval(nodes, 0, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, tmax)
-        if near > far:
-            return False
+        sx = 0 if ix >= ZERO else 12
+        sy = 4 if iy >= ZERO else 16
+        sz = 8 if iz >= ZERO else 20
         node = 0
         sp = 0
         while True:
-            info = nodes_i[u64(node * 8 + 7)]
-            pop = True
-            if info >= 0:
-                first = nodes_i[u64(node * 8 + 6)]
-                for k in range(first, first + info):
-                    hit, _t, _u, _v = intersect_triangle(ox, oy, oz, dx, dy, dz, tris, k, tmin, tmax)
-                    if hit:
-                        return True
-            else:
-                left = nodes_i[u64(node * 8 + 6)]
-                n0, f0 = box_interval(nodes, left, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, tmax)
-                n1, f1 = box_interval(nodes, left + 1, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, tmax)
-                h0 = n0 <= f0
-                h1 = n1 <= f1
-                if h0 and h1:
-                    pop = False
-                    node = left
-                    if sp < STACK:
-                        stack_node[sp] = left + 1
+            # Leaves are tested at once (any hit ends the search), inner nodes pushed.
+            for q in range(4):
+                near, far = box_interval(nodes, node * 4 + q, oix, oiy, oiz, ix, iy, iz, sx, sy, sz, tmin, tmax)
+                if near <= far:
+                    child = nodes_i[u64(node * 32 + 24 + q)]
+                    count = nodes_i[u64(node * 32 + 28 + q)]
+                    if count >= 0:
+                        for k in range(child, child + count):
+                            hit, _t, _u, _v = intersect_triangle(ox, oy, oz, dx, dy, dz, tris, k, tmin, tmax)
+                            if hit:
+                                return True
+                    elif sp < STACK:
+                        warm_child(nodes, tris, child, count)
+                        stack_node[sp] = child
                         sp += 1
-                elif h0:
-                    pop = False
-                    node = left
-                elif h1:
-                    pop = False
-                    node = left + 1
-            if pop:
-                if sp == 0:
-                    break
-                sp -= 1
-                node = stack_node[sp]
+            if sp == 0:
+                break
+            sp -= 1
+            node = stack_node[sp]
         return False
 
     @jit
@@ -430,6 +419,7 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
         safe_inverse=safe_inverse,
         intersect_triangle=intersect_triangle,
         box_interval=box_interval,
+        intersect_leaf=intersect_leaf,
         closest_hit=closest_hit,
         any_hit=any_hit,
         pcg_hash=pcg_hash,

@@ -1,6 +1,9 @@
 """Sample scenes bundled with the engine: the classic Cornell box as OBJ + MTL text.
 
-The geometry is Cornell's measured data (millimetres, Y up); the MTL gives the ceiling light
+:func:`toy_objects` is a small object scene for the splat route and its tests: two boxes with
+coloured faces, lit by the sun and a grey sky.
+
+The Cornell box's geometry is Cornell's measured data (millimetres, Y up); the MTL gives the ceiling light
 its emission with ``Ke`` (the modern convention). :func:`write_cornell_box` writes both files
 into a folder, so ``optimizer bake`` / ``optimizer splat`` and the benchmarks can use it::
 
@@ -10,7 +13,11 @@ into a folder, so ``optimizer bake`` / ``optimizer splat`` and the benchmarks ca
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 CORNELL_OBJ = """\
 # The Cornell box, millimetres, Y up
@@ -115,3 +122,35 @@ def write_cornell_box(folder: str | Path, name: str = "cornell_box") -> Path:
     obj = root / f"{name}.obj"
     obj.write_text(CORNELL_OBJ.replace("mtllib cornell_box.mtl", f"mtllib {name}.mtl"), encoding="utf-8")
     return obj
+
+
+def _box(size: tuple[float, float, float], centre: tuple[float, float, float], turn: float) -> tuple[np.ndarray, ...]:
+    """A box as 24 vertices (flat faces), 12 triangles, per-face material slots 0..2, and its transform."""
+    corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], np.float32) - 0.5
+    faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    positions = corners[np.array(faces).ravel()] * np.asarray(size, np.float32)
+    quads = np.arange(24, dtype=np.int32).reshape(6, 4)
+    triangles = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    slots = np.tile(np.array([0, 0, 1, 1, 2, 2], np.int32), 2)
+    transform = np.eye(4)
+    c, s = math.cos(turn), math.sin(turn)
+    transform[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    transform[:3, 3] = centre
+    return positions, triangles, slots, transform
+
+
+def toy_objects() -> Any:
+    """Two boxes with red, green and white faces on no ground, a sun and a grey sky (metres)."""
+    from engine.scene.model import Light, Material, MeshObject, Scene
+
+    materials = (Material("white", base_color=(0.8, 0.8, 0.8, 1.0)), Material("red", base_color=(0.8, 0.1, 0.1, 1.0)),
+                 Material("green", base_color=(0.1, 0.6, 0.2, 1.0)), Material("blue", base_color=(0.1, 0.2, 0.8, 1.0)))
+    objects = []
+    for name, size, centre, turn, first in (("big box", (1.0, 0.8, 0.6), (0.0, 0.0, 0.3), 0.3, 0),
+                                             ("small box", (0.4, 0.4, 0.5), (0.2, 0.1, 0.85), -0.5, 1)):
+        positions, triangles, slots, transform = _box(size, centre, turn)
+        objects.append(MeshObject(name, positions, triangles, material_indices=slots + first, transform=transform))
+    sun = np.eye(4)
+    sun[:3, :3] = [[1, 0, 0], [0, math.cos(0.6), -math.sin(0.6)], [0, math.sin(0.6), math.cos(0.6)]]
+    return Scene(tuple(objects), materials, (Light("sun", "sun", power=3.0, transform=sun, angle=0.05),),
+                 name="toy objects", environment=(0.35, 0.35, 0.4))

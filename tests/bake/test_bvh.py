@@ -167,6 +167,46 @@ def test_structure_is_a_valid_hierarchy() -> None:
     assert bvh.depth() < kernels.STACK_SIZE
 
 
+def test_wide_nodes_cover_the_binary_tree() -> None:
+    """The 4-wide nodes the kernels trace: valid boxes, every triangle in exactly one leaf slot,
+    children after parents, unused slots empty, and a stack bound the kernels can hold."""
+    tri = soup(3000, seed=1)
+    bvh = build_bvh(tri)
+    wide, wide_i = bvh.wide, bvh.wide_i
+    k = bvh.n_wide_nodes
+    assert wide.shape == (k, 32) and wide.dtype == np.float32 and wide.ctypes.data % 64 == 0
+    assert 1 < k <= bvh.n_nodes // 2 + 1
+    nodes, nodes_i, _, _ = bvh.kernel_arrays()
+    assert nodes.shape == (32 * k,) and nodes_i.dtype == np.int32 and np.shares_memory(nodes, nodes_i)
+    lo = wide[:, 0:12].reshape(k, 3, 4)  # (node, axis, slot)
+    hi = wide[:, 12:24].reshape(k, 3, 4)
+    child, count = wide_i[:, 24:28], wide_i[:, 28:32]
+    orig = tri[bvh.tri_index]
+    covered = np.zeros(bvh.n_triangles, np.int64)
+    parents = np.zeros(k, np.int64)
+    for w in range(k):
+        for q in range(4):
+            box_lo, box_hi = lo[w, :, q], hi[w, :, q]
+            if count[w, q] < 0:
+                c = child[w, q]
+                assert w < c < k
+                parents[c] += 1
+                used = count[c] != 0
+                assert np.all(lo[c][:, used] >= box_lo[:, None]) and np.all(hi[c][:, used] <= box_hi[:, None])
+            elif count[w, q] > 0:
+                first, n = child[w, q], count[w, q]
+                covered[first : first + n] += 1
+                corners = orig[first : first + n].reshape(-1, 3)
+                assert np.all(corners >= box_lo) and np.all(corners <= box_hi)
+            else:  # unused slot: a box no ray can enter
+                assert np.all(box_lo == np.inf) and np.all(box_hi == -np.inf)
+    assert np.all(covered == 1)
+    assert parents[0] == 0 and np.all(parents[1:] == 1)  # a tree: one parent each, root first
+    assert np.mean(count != 0) > 0.6  # the collapse fills most slots
+    assert bvh.stack_need <= bvh.depth() < kernels.STACK_SIZE
+    assert bvh.stack_need >= int((count[0] != 0).sum())
+
+
 def test_build_is_deterministic_and_independent_of_threads() -> None:
     tri = soup(40_000, seed=2, spread=50.0)  # large enough for the parallel subtree phase
     a = build_bvh(tri)
