@@ -12,7 +12,15 @@ comparison, are appended there) and prints one JSON summary on the last line:
   time and end to end; any-hit rays/s too;
 * ``cornell_bake``: the Cornell box's lightmap integrated on the GPU and on the CPU (same seed,
   64 samples, 3 bounces): equal within noise, and the speed-up (needs ``xatlas``: see
-  ``bench/gpu_prepare.sh``).
+  ``bench/gpu_prepare.sh``);
+* ``splat_raster_agreement``: gsplat's CUDA rasterizer vs our dense PyTorch twin (on the GPU
+  and the CPU) on the same 200k Gaussians: max abs pixel difference and means2d gradients
+  (gsplat compiles its CUDA code here on first use: TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=16);
+* ``splat_train_7k``: 100 views of the toy objects rendered on the GPU by the engine renderer,
+  7k gsplat training steps: held-out PSNR (goal ≥ 33.5 dB), time (≤ 3 min), GPU memory per
+  million Gaussians (≤ 2 GB) and compressed size per million (≤ 16 MB).
+
+Run on the GPU machine with ``bash bench/gpu_run.sh`` after ``bash bench/gpu_prepare.sh`` here.
 
 Without a usable CUDA device it prints a "no CUDA device" message (and a JSON line saying so)
 and exits 0. With one, it exits 1 when a check fails.
@@ -239,12 +247,117 @@ def check_cornell_bake(ctx: Context, samples: int = 64, bounces: int = 3) -> dic
     }
 
 
+def _toy_views(views: int, size: int, device: str) -> dict[str, Any]:
+    """The toy objects' rig and reference views (engine renderer on ``device``), in the splat file frame."""
+    from engine.bake.integrate import scene_triangles
+    from engine.render.views import render_views
+    from engine.scene.samples import toy_objects
+    from engine.splat.frames import viewmats_to_file_frame
+    from engine.splat.pipeline import _srgb_straight
+    from engine.splat.rig import plan_rig
+
+    scene = toy_objects()
+    corners = scene_triangles(scene).corners.reshape(-1, 3)
+    rig = plan_rig(corners.min(axis=0), corners.max(axis=0), kind="object", views=views, width=size, test_every=8)
+    start = time.perf_counter()
+    rendered = render_views(scene, rig.viewmats, rig.Ks, size, size, samples=64, bounces=2, aa=4, device=device)
+    return {"scene": scene, "rig": rig, "images": _srgb_straight(rendered.rgba), "render_s": time.perf_counter() - start,
+            "viewmats": viewmats_to_file_frame(rig.viewmats)}
+
+
+def check_splat_raster_agreement(ctx: Context, count: int = 200_000, size: int = 256) -> dict[str, Any]:
+    """gsplat's CUDA rasterizer and our dense PyTorch twin (on the GPU and on the CPU) render the
+    same Gaussians: max abs pixel difference, and the means2d gradients the strategies read."""
+    import gsplat
+    import torch
+
+    from engine.scene.samples import toy_objects
+    from engine.splat.frames import init_to_file_frame, viewmats_to_file_frame
+    from engine.splat.init import init_from_mesh
+    from engine.splat.raster import rasterize_dense
+    from engine.splat.rig import plan_rig
+
+    init = init_to_file_frame(init_from_mesh(toy_objects(), count, seed=0))
+    rig = plan_rig((-0.6, -0.6, 0.0), (0.6, 0.6, 1.1), kind="object", views=4, width=size)
+    inputs = [torch.tensor(np.asarray(a, np.float32)) for a in
+              (init.means, init.quats, init.scales, init.opacities, init.colors_srgb,
+               viewmats_to_file_frame(rig.viewmats), rig.Ks)]
+    results: dict[str, Any] = {}
+    renders = {}
+    for name, device in (("gsplat_cuda", "cuda"), ("dense_cuda", "cuda"), ("dense_cpu", "cpu")):
+        tensors = [t.to(device).requires_grad_(i == 0) for i, t in enumerate(inputs)]
+        fn = gsplat.rasterization if name == "gsplat_cuda" else rasterize_dense
+        start = time.perf_counter()
+        colors, alphas, meta = fn(*tensors, size, size, packed=False)
+        (colors.sum() + alphas.sum()).backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        results[f"{name}_s"] = round(time.perf_counter() - start, 3)
+        renders[name] = (colors.detach().cpu().numpy(), alphas.detach().cpu().numpy(),
+                         meta["means2d"].grad.detach().cpu().numpy() if meta["means2d"].grad is not None else None)
+    reference = renders["gsplat_cuda"]
+    for name in ("dense_cuda", "dense_cpu"):
+        colors, alphas, grads = renders[name]
+        results[f"{name}_max_abs_rgb"] = float(np.abs(colors - reference[0]).max())
+        results[f"{name}_max_abs_alpha"] = float(np.abs(alphas - reference[1]).max())
+        results[f"{name}_mean_abs_rgb"] = float(np.abs(colors - reference[0]).mean())
+        if grads is not None and reference[2] is not None:
+            scale = float(np.abs(reference[2]).max()) or 1.0
+            results[f"{name}_max_rel_means2d_grad"] = float(np.abs(grads - reference[2]).max() / scale)
+    results["gaussians"] = count
+    results["size"] = size
+    # fast-math on the GPU, 1-px radius rounding at tile edges: allow small differences
+    results["ok"] = bool(results["dense_cuda_max_abs_rgb"] < 2e-2 and results["dense_cpu_max_abs_rgb"] < 2e-2
+                         and results["dense_cuda_mean_abs_rgb"] < 1e-3)
+    return results
+
+
+def check_splat_train_7k(ctx: Context, steps: int = 7000, views: int = 100, size: int = 256) -> dict[str, Any]:
+    """Train on 100 views rendered here (toy objects, engine renderer on the GPU) with gsplat:
+    held-out PSNR at 7k steps (goal ≥ 33.5 dB), ≤ 3 minutes, ≤ 2 GB GPU memory per million
+    Gaussians, compressed file ≤ 16 MB per million."""
+    import tempfile
+
+    import torch
+
+    from engine.splat.compressed import write_compressed_ply
+    from engine.splat.frames import init_to_file_frame
+    from engine.splat.init import init_from_mesh
+    from engine.splat.train import TrainSettings, evaluate, train_gaussians
+
+    data = _toy_views(views, size, "cuda")
+    rig = data["rig"]
+    init = init_to_file_frame(init_from_mesh(data["scene"], 100_000, seed=0))
+    torch.cuda.reset_peak_memory_stats()
+    result = train_gaussians(init, data["images"], data["viewmats"], rig.Ks, rig.train,
+                             TrainSettings(steps=steps, device="cuda", seed=0))
+    peak = torch.cuda.max_memory_allocated()
+    held_out = evaluate(result, data["images"], data["viewmats"], rig.Ks, rig.test, device="cuda")
+    with tempfile.TemporaryDirectory() as tmp:
+        size_bytes = write_compressed_ply(Path(tmp) / "s.compressed.ply", result.cloud()).stat().st_size
+    millions = max(result.count, 1) / 1e6
+    figures = {
+        "views": views, "size": size, "render_s": round(data["render_s"], 1), "steps": result.steps,
+        "train_s": round(result.seconds, 1), "steps_per_s": round(result.steps / result.seconds, 1),
+        "gaussians": result.count, "psnr": held_out["psnr"], "ssim": held_out["ssim"],
+        "gpu_peak_gb": round(peak / 1e9, 3), "gpu_gb_per_million": round(peak / 1e9 / millions, 3),
+        "compressed_mb_per_million": round(size_bytes / 1e6 / millions, 2),
+    }
+    figures["meets"] = {"psnr_33_5": bool(held_out["psnr"] >= 33.5), "time_3_min": bool(result.seconds <= 180),
+                        "memory_2gb_per_m": bool(figures["gpu_gb_per_million"] <= 2.0),
+                        "compressed_16mb_per_m": bool(figures["compressed_mb_per_million"] <= 16.0)}
+    figures["ok"] = bool(np.isfinite(held_out["psnr"]))  # figures to report against the goals
+    return figures
+
+
 #: The checks, in order: (name, function). Append new ones here.
 CHECKS: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
     ("rng", check_rng),
     ("closest_hit_agreement", check_closest_hit_agreement),
     ("closest_hit_throughput", check_closest_hit_throughput),
     ("cornell_bake", check_cornell_bake),
+    ("splat_raster_agreement", check_splat_raster_agreement),
+    ("splat_train_7k", check_splat_train_7k),
 ]
 
 

@@ -267,10 +267,14 @@ def train_gaussians(
     checkpoint: str | Path | None = None,
     progress: Progress = no_progress,
     cancel: Callable[[], bool] | None = None,
+    eval_views: Any = None,
+    eval_every: int = 0,
 ) -> TrainResult:
     """Fit Gaussians starting from ``init`` (a :class:`engine.splat.init.GaussianInit`) to the
     straight-alpha sRGB ``images`` (C, H, W, 4) float in [0, 1] seen through OpenCV ``viewmats``
-    (C, 4, 4) and ``Ks`` (C, 3, 3); only ``train_views`` are used."""
+    (C, 4, 4) and ``Ks`` (C, 3, 3); only ``train_views`` are used. With ``eval_every`` the
+    PSNR on ``eval_views`` is measured every that many steps into ``history`` ("eval_psnr";
+    its time is not counted in ``seconds``)."""
     import torch
 
     from engine.splat.raster import rasterization
@@ -326,6 +330,7 @@ def train_gaussians(
         group["lr"] = settings.lr_means * scene_scale * decay**start_step
     packed = False
     history: list[dict[str, float]] = []
+    eval_seconds = 0.0
     started = time.perf_counter()
     stopped_by = "steps"
 
@@ -393,6 +398,14 @@ def train_gaussians(
             history.append(entry)
             progress("train", step / settings.steps,
                      f"step {step}/{settings.steps}, loss {entry['loss']:.4f}, {entry['gaussians']} Gaussians")
+        if eval_every and eval_views is not None and (step % eval_every == 0 or step == settings.steps):
+            mark = time.perf_counter()
+            snapshot = _snapshot(params, step, 0.0, device, start_step, [], "")
+            measured = evaluate(snapshot, images, viewmats, Ks, eval_views, device=device)
+            history.append({"step": step, "eval_psnr": measured["psnr"], "eval_ssim": measured["ssim"],
+                            "gaussians": int(params["means"].shape[0]),
+                            "seconds": round(mark - started - eval_seconds, 3)})
+            eval_seconds += time.perf_counter() - mark
         if ckpt_path is not None and step % settings.checkpoint_every == 0:
             _save_checkpoint(ckpt_path, state_dict(step), torch)
     if ckpt_path is not None:
@@ -400,15 +413,20 @@ def train_gaussians(
     if not all(torch.isfinite(p).all() for p in params.values()):
         raise TrainingDiverged("a parameter became NaN or inf: training stopped, nothing exported")
 
+    return _snapshot(params, step, time.perf_counter() - started - eval_seconds, device, start_step, history,
+                     stopped_by)
+
+
+def _snapshot(params: Any, step: int, seconds: float, device: str, start_step: int, history: list[dict[str, float]],
+              stopped_by: str) -> TrainResult:
     def out(name: str) -> np.ndarray:
         return params[name].detach().cpu().numpy().astype(np.float32)
 
     quats = out("quats")
     quats /= np.maximum(np.linalg.norm(quats, axis=1, keepdims=True), 1e-12)
     return TrainResult(means=out("means"), scales_log=out("scales"), quats=quats, opacity_logit=out("opacities"),
-                       sh_dc=out("sh0")[:, 0, :], sh_rest=out("shN"), steps=step,
-                       seconds=time.perf_counter() - started, device=device, resumed_from=start_step,
-                       history=history, stopped_by=stopped_by)
+                       sh_dc=out("sh0")[:, 0, :], sh_rest=out("shN"), steps=step, seconds=seconds, device=device,
+                       resumed_from=start_step, history=history, stopped_by=stopped_by)
 
 
 def _prune_to(params: Any, optimizers: dict[str, Any], state: dict[str, Any], cap: int, torch: Any) -> None:
