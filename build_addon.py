@@ -39,7 +39,7 @@ BUNDLED = ("msgpack",)
 # The engine modules the add-on needs (light layers, client, CLI helpers): nothing heavy.
 LIGHT = ("engine/__init__.py", "engine/errors.py", "engine/progress.py", "engine/client.py", "engine/cli.py",
          "engine/scene", "engine/analyze", "engine/route", "engine/splat/__init__.py", "engine/splat/frames.py",
-         "engine/splat/ply.py", "engine/splat/compressed.py")
+         "engine/splat/ply.py", "engine/splat/compressed.py", "engine/splat/rig.py", "engine/splat/references.py")
 
 
 class BuildError(Exception):

@@ -85,6 +85,8 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
 
     _worker: engine_link.EngineWorker | None = None
     _timer: Any = None
+    _render: Any = None
+    _pending: Any = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -104,6 +106,18 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
             options["params"] = state.splat_params()
         return client, scene, options
 
+    def _reference_render(self, context: bpy.types.Context, scene: Any, options: dict[str, Any]) -> Any:
+        """The Cycles render of a splat job's reference views (None when the engine renders them)."""
+        from .splat_views import ReferenceRender, plan_views
+
+        state = context.scene.optimizer
+        if self.kind != "splat" or not state.splat_cycles_views:
+            return None
+        params = options["params"]
+        names = params.get("objects")
+        rig = plan_views(scene, names, views=params["views"], resolution=params["resolution"], kind=params["rig"])
+        return ReferenceRender(context, rig, names, samples=state.splat_samples)
+
     def _reset(self, state: Any) -> None:
         state.job_id = state.job_state = state.job_stage = state.job_messages = state.job_artifacts = ""
         state.job_progress = 0.0
@@ -117,7 +131,12 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         self._reset(state)
         try:
             client, scene, options = self._prepare(context)
+            render = self._reference_render(context, scene, options)
+            if render is not None:
+                views = render.run()
             engine_link.ensure_engine(client, engine_settings(context)[2])
+            if render is not None:
+                options["references"] = client.upload_views(views)
             job = client.submit(scene, kind=self.kind, options=options)
             state.job_id = job.id
             done = client.wait(job.id)
@@ -138,26 +157,72 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         self._reset(state)
         try:
             client, scene, options = self._prepare(context)  # bpy is read here, on the main thread
+            self._render = self._reference_render(context, scene, options)
         except OptimizerError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        self._pending = (client, scene, options)
+        state.running = True
+        if self._render is not None:
+            state.status = f"Rendering {self._render.rig.count} reference views with Cycles…"
+        else:
+            self._start_worker(context)
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _start_worker(self, context: bpy.types.Context, views: Any = None) -> None:
+        """Send the job from a worker thread (uploading Cycles reference views first, if any)."""
+        client, scene, options = self._pending
         start_command = engine_settings(context)[2]
         kind = self.kind
 
         def task(worker: engine_link.EngineWorker) -> None:
             worker.post("progress", stage="connect", fraction=0.0, text=f"connecting to {client.url}")
             engine_link.ensure_engine(client, start_command)
+            if views is not None:
+                worker.post("progress", stage="upload", fraction=0.0, text="uploading the reference views")
+                options["references"] = client.upload_views(views)
             engine_link.submit_and_follow(client, scene, options, worker, kind=kind)
 
-        state.running = True
-        state.status = "Optimizing…"
+        context.scene.optimizer.status = "Optimizing…"
         self._worker = engine_link.start(task)
-        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+
+    def _render_step(self, context: bpy.types.Context, event: Any) -> set[str]:
+        """One Cycles reference view per timer tick; then hand over to the worker."""
+        from engine.errors import OptimizerError
+
+        state = context.scene.optimizer
+        render = self._render
+        if event.type == "ESC":
+            render.close()
+            self._render = None
+            state.status = "Cancelled while rendering the reference views"
+            return self._end(context)
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            if render.step():
+                state.job_stage, state.job_progress = "render views", render.fraction
+                if context.workspace is not None:
+                    context.workspace.status_text_set(
+                        f"Optimizer: Cycles reference views {render.fraction:.0%} (Esc cancels)")
+                return {"PASS_THROUGH"}
+            views = render.finish()
+        except OptimizerError as exc:
+            render.close()
+            self._render = None
+            self.report({"ERROR"}, str(exc))
+            state.status = str(exc)
+            return self._end(context)
+        self._render = None
+        self._start_worker(context, views)
+        return {"PASS_THROUGH"}
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         state = context.scene.optimizer
+        if self._render is not None:
+            return self._render_step(context, event)
         if event.type == "ESC" and self._worker is not None:
             self._worker.cancel()
             state.status = "Cancelling…"

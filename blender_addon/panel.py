@@ -105,6 +105,10 @@ class VIEW3D_PT_optimizer_splat(bpy.types.Panel):
         col.prop(state, "splat_steps")
         col.prop(state, "splat_views")
         col.prop(state, "splat_resolution")
+        col.prop(state, "splat_rig")
+        col.prop(state, "splat_cycles_views")
+        if state.splat_cycles_views:
+            col.prop(state, "splat_samples")
         row = layout.row(align=True)
         row.enabled = not state.running
         row.operator("optimizer.optimize", text="Train Splat", icon="POINTCLOUD_DATA").kind = "splat"

@@ -103,11 +103,21 @@ class OptimizerSceneState(bpy.types.PropertyGroup):
     splat_resolution: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Resolution", default=128, min=16, max=4096, description="View width and height in pixels")
 
+    splat_cycles_views: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Cycles reference views", default=True,
+        description="Render the reference views here with Cycles (else the engine path-traces them itself)")
+    splat_samples: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="View samples", default=32, min=1, max=65536, description="Cycles samples per reference view pixel")
+    splat_rig: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Cameras", default="object",
+        items=[("object", "Around", "Cameras on a sphere around the objects"),
+               ("interior", "Inside", "Cameras inside the objects' bounds looking around (rooms)")])
+
     def splat_params(self) -> dict[str, Any]:
         """The splat settings the `splat` job kind takes (``options.params``); the objects routed
         to splat (analysis and overrides) when there are any."""
         params: dict[str, Any] = {"steps": self.splat_steps, "views": self.splat_views,
-                                  "resolution": self.splat_resolution}
+                                  "resolution": self.splat_resolution, "rig": self.splat_rig}
         result = self.result()
         if result is not None:
             overrides = self.overrides()

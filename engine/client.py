@@ -178,6 +178,14 @@ class EngineClient:
 
         return self._decode(self._request("POST", "/v1/scenes", raw=wire.encode(scene)))["scene_ref"]
 
+    def upload_views(self, views: Any) -> str:
+        """Upload client-rendered reference views (:class:`engine.splat.references.ReferenceViews`);
+        returns the ref a ``splat`` job takes as ``options.references``."""
+        from engine.scene import wire
+
+        response = self._request("POST", "/v1/views", raw=wire.encode(views))
+        return str(self._decode(response)["views_ref"])
+
     def submit(self, scene: Any = None, *, scene_ref: str | None = None, kind: str = "analyze",
                options: dict[str, Any] | None = None, priority: str = "now",
                idempotency_key: str | None = None) -> JobInfo:

@@ -65,6 +65,7 @@ _PROVIDERS: dict[str, str] = {
     "RoutingPolicy": "engine.route",
     "ObjectRoute": "engine.route",
     "Plan": "engine.route",
+    "ReferenceViews": "engine.splat.references",
     "AnalysisResult": "engine.route",
 }
 

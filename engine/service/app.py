@@ -85,8 +85,10 @@ class JobOptions(BaseModel):
     overrides: dict[str, float | bool] = Field(default_factory=dict, description="routing threshold overrides")
     routes: dict[str, Literal["bake", "splat", "keep"]] = Field(
         default_factory=dict, description="per-object routes set by the artist (object name → route)")
-    params: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="settings of the job's pipeline kind (samples, steps, ...)")
+    params: dict[str, float | int | bool | str | list[str]] = Field(
+        default_factory=dict, description="settings of the job's pipeline kind (samples, steps, objects, ...)")
+    references: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                   description="reference views from POST /v1/views (splat jobs)")
 
 
 class JobRequest(BaseModel):
@@ -114,6 +116,14 @@ class SceneUploaded(BaseModel):
     scene_ref: str
     objects: int
     triangles: int
+    bytes: int
+
+
+class ViewsUploaded(BaseModel):
+    views_ref: str
+    views: int
+    width: int
+    height: int
     bytes: int
 
 
@@ -395,6 +405,23 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         return reply(request, {"scene_ref": digest, "objects": len(scene.objects), "triangles": scene.n_triangles,
                                "bytes": size}, status=201)
 
+    @app.post("/v1/views", dependencies=guarded, response_model=ViewsUploaded, status_code=201, responses=ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  MSGPACK: {"schema": {"type": "string", "format": "binary"}},
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+              tags=["jobs"])
+    async def upload_views(request: Request) -> Response:
+        """Reference views rendered by a client (wire ``ReferenceViews``, msgpack bytes), for ``splat``
+        jobs (``options.references``)."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (*MSGPACK_TYPES, "application/octet-stream"):
+            raise APIError(415, f"content-type: send the views as {MSGPACK} (wire ReferenceViews)")
+        views = await compute(decode_views, await request.body(), "body")
+        digest, size = await write(_store_scene, store, views)
+        rig = views.rig
+        return reply(request, {"views_ref": digest, "views": rig.count, "width": rig.width, "height": rig.height,
+                               "bytes": size}, status=201)
+
     @app.post("/v1/jobs", dependencies=guarded, response_model=JobView, status_code=201, responses=ERRORS,
               openapi_extra=body_of(JobRequest), tags=["jobs"])
     async def submit(request: Request) -> Response:
@@ -467,6 +494,17 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
 
     _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets))
     return app
+
+
+def decode_views(raw: bytes, field: str) -> Any:
+    """ReferenceViews from a wire message; 422 naming the field."""
+    from engine.scene import wire
+    from engine.splat.references import ReferenceViews
+
+    try:
+        return wire.decode(bytes(raw), expect=ReferenceViews)
+    except InputError as exc:
+        raise APIError(422, f"{field}: {exc}") from None
 
 
 def _store_scene(store: Any, scene: Any) -> tuple[str, int]:

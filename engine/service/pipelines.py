@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from engine.errors import InputError, OptimizerError
 
 if TYPE_CHECKING:
@@ -170,6 +172,7 @@ def run_splat(ctx: JobContext) -> None:
     from engine.splat.pipeline import SplatSettings, splat_scene
 
     params = dict(ctx.options.get("params") or {})
+    references_ref = ctx.options.get("references")
     known = set(SplatSettings.__dataclass_fields__)
     unknown = sorted(set(params) - known)
     if unknown:
@@ -182,8 +185,19 @@ def run_splat(ctx: JobContext) -> None:
     except TypeError as exc:
         raise InputError(f"bad splat settings ({exc})", where="options.params") from None
     scene = ctx.scene()
+    references = None
+    if references_ref is not None:
+        from engine.scene import wire
+        from engine.splat.references import ReferenceViews
+
+        try:
+            views = wire.decode(ctx.store.load_scene(str(references_ref)), expect=ReferenceViews)
+        except InputError as exc:
+            raise InputError(f"the reference views cannot be used ({exc})", where="options.references") from None
+        references = (views.rig, views.rgba.astype(np.float32), views.source)
     work = Path(tempfile.gettempdir()) / "optimizer-splat" / ctx.job_id
-    splat_scene(scene, work, settings, progress=ctx.progress, cancel=lambda: ctx.check_cancel() or False)
+    splat_scene(scene, work, settings, references=references, progress=ctx.progress,
+                cancel=lambda: ctx.check_cancel() or False)
     for path in sorted(work.rglob("*")):
         if path.is_file() and path.name != "checkpoint.pt":
             kind = {".json": "application/json", ".ply": "application/x-ply", ".png": "image/png"}.get(

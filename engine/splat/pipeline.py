@@ -163,8 +163,9 @@ def splat_scene(
 ) -> dict[str, Any]:
     """Train Gaussians for ``scene`` (or ``settings.objects`` of it) and write the files under ``out_dir``.
 
-    ``references``: optional (rig, rgba) with rgba (C, H, W, 4) linear premultiplied (as
-    :func:`engine.render.views.render_views` makes them) to use instead of rendering.
+    ``references``: optional (rig, rgba[, source]) with rgba (C, H, W, 4) linear premultiplied
+    (as :func:`engine.render.views.render_views` and the add-on's Cycles renderer make them) to
+    use instead of rendering.
     """
     from PIL import Image
 
@@ -196,7 +197,8 @@ def splat_scene(
 
     # the rig and the reference views
     if references is not None:
-        rig, rgba = references
+        rig, rgba = references[:2]
+        source = references[2] if len(references) > 2 else "given"
         rgba = np.asarray(rgba, np.float32)
         if rgba.shape != (rig.count, rig.height, rig.width, 4):
             raise ConfigError(f"reference views have shape {rgba.shape}, expected "
@@ -216,6 +218,7 @@ def splat_scene(
                                 bounces=settings.render_bounces, aa=settings.render_aa, seed=settings.seed,
                                 device="cuda" if device == "cuda" else "cpu", progress=progress)
         rgba = rendered.rgba
+        source = f"engine renderer ({rendered.device}, {settings.render_samples} samples × {settings.render_aa} rays)"
     timings["render_s"] = time.perf_counter() - started
     coverage = rgba[..., 3].reshape(rgba.shape[0], -1).mean(axis=1)
     blind = np.flatnonzero(coverage <= 0)
@@ -282,6 +285,7 @@ def splat_scene(
         "resumed_from": result.resumed_from,
         "views": {"total": rig.count, "train": len(rig.train), "test": len(rig.test), "width": rig.width,
                   "height": rig.height, "rig": rig.kind},
+        "references": source,
         "psnr": held_out["psnr"],
         "ssim": held_out["ssim"],
         "train_psnr": train_eval["psnr"],

@@ -295,3 +295,40 @@ def test_bake_lighting_through_a_real_engine_applies_the_result(tmp_path: Path) 
     assert "MATERIALS ['Material.lightmap0']" in run.stdout
     assert "FAN []" in run.stdout  # animated: not baked, left as it was
     assert "'bake.json', 'lightmap_uv.npz', 'lightmaps', 'scene.glb'" in run.stdout
+
+
+def test_train_splat_with_cycles_views_through_a_real_engine(tmp_path: Path) -> None:
+    """Train Splat: Cycles renders the rig's views of the objects routed to splat (the others hidden
+    meanwhile), the engine trains on them, and the result comes back as a point-cloud preview."""
+    from tests.service.conftest import NodeProcess, free_port
+
+    made = blender_python(BUILD_SCENE, tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    node = NodeProcess(tmp_path / "data", tmp_path / "config", free_port(), ["--workers", "1"]).start()
+    code = f'''
+    import bpy, os, json, blender_addon
+    blender_addon.register()
+    bpy.ops.wm.open_mainfile(filepath="scene.blend")
+    os.environ["OPTIMIZER_URL"] = "{node.url}"
+    state = bpy.context.scene.optimizer
+    bpy.ops.optimizer.analyze()
+    state.splat_steps, state.splat_views, state.splat_resolution, state.splat_samples = 10, 4, 32, 2
+    result = bpy.ops.optimizer.optimize(kind="splat")
+    print("RESULT", result, state.job_state, "|", state.status)
+    splat = next(o for o in bpy.data.objects if o.name.startswith("Splat "))
+    print("POINTS", len(splat.data.vertices) > 0, splat.modifiers[0].type)
+    print("HIDDEN", [o.name for o in bpy.data.objects if o.hide_render])
+    folder = bpy.path.abspath("//optimizer_splat/" + state.job_id[:12])
+    summary = json.load(open(os.path.join(folder, "splat.json")))
+    print("SUMMARY", summary["references"], summary["objects"], summary["views"]["total"])
+    blender_addon.unregister()
+    '''
+    try:
+        run = blender_python(code, tmp_path, env={"OPTIMIZER_CONFIG_DIR": str(node.config)}, timeout=600)
+    finally:
+        node.stop()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RESULT {'FINISHED'} done | Splat imported:" in run.stdout, run.stdout[-2000:]
+    assert "POINTS True NODES" in run.stdout
+    assert "HIDDEN []" in run.stdout  # the objects hidden for the reference views are shown again
+    assert "SUMMARY cycles ['Plant'] 4" in run.stdout

@@ -54,9 +54,9 @@ def test_light_wheel_holds_only_the_light_layers(tmp_path: Path) -> None:
     # of the splat package only the numpy-only file readers and frames (the Blender preview)
     splat = sorted(n for n in names if n.startswith("engine/splat/"))
     assert splat == ["engine/splat/__init__.py", "engine/splat/compressed.py", "engine/splat/frames.py",
-                     "engine/splat/ply.py"]
+                     "engine/splat/ply.py", "engine/splat/references.py", "engine/splat/rig.py"]
     check = ("import sys; sys.path.insert(0, sys.argv[1]); import engine.splat.ply, engine.splat.frames, "
-             "engine.splat.compressed, engine.route, engine.client; "
+             "engine.splat.compressed, engine.splat.rig, engine.splat.references, engine.route, engine.client; "
              "heavy = {'torch', 'numba', 'gsplat', 'fastapi', 'PIL'} & set(sys.modules); print(sorted(heavy))")
     import subprocess
     import sys

@@ -90,7 +90,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, toy_file: Path) -> None:
 
 
 def test_splat_job_kind_on_a_node(tmp_path: Path) -> None:
-    from engine.client import EngineClient
+    from engine.client import EngineClient, EngineError
     from tests.service.conftest import NodeProcess, free_port
 
     node = NodeProcess(tmp_path / "data", tmp_path / "config", free_port(), ["--workers", "1"]).start()
@@ -108,5 +108,24 @@ def test_splat_job_kind_on_a_node(tmp_path: Path) -> None:
         bad = client.submit(toy_objects(), kind="splat", options={"params": {"stepz": 3}})
         failed = client.wait(bad.id, timeout=120)
         assert failed.state == "failed" and "unknown splat setting(s) stepz" in failed.error
+
+        # views rendered by a client: uploaded, named by the job, trained on
+        from engine.splat.references import ReferenceViews
+        from engine.splat.rig import plan_rig
+
+        rig = plan_rig((-0.6, -0.6, 0.0), (0.6, 0.6, 1.1), kind="object", views=4, width=32, test_every=4)
+        rgba = np.zeros((4, 32, 32, 4), np.float32)
+        rgba[:, 8:24, 8:24] = (0.3, 0.2, 0.1, 1.0)
+        ref = client.upload_views(ReferenceViews.from_views(rig, rgba, source="test client"))
+        job = client.submit(toy_objects(), kind="splat", options={"params": params, "references": ref})
+        done = client.wait(job.id, timeout=600)
+        assert done.state == "done", done.error
+        summary = json.loads(client.artifact(job.id, "splat.json"))
+        assert summary["references"] == "test client" and summary["views"]["total"] == 4
+        with pytest.raises(EngineError, match="422"):
+            client._request("POST", "/v1/views", raw=b"not a wire message")
+        missing = client.submit(toy_objects(), kind="splat", options={"params": params, "references": "0" * 64})
+        failed = client.wait(missing.id, timeout=120)
+        assert failed.state == "failed" and "reference views cannot be used" in failed.error
     finally:
         node.stop()
