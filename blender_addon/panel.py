@@ -19,10 +19,15 @@ class OPTIMIZER_UL_routes(bpy.types.UIList):
         row.prop(item, "override", text="")
 
 
-class VIEW3D_PT_optimizer(bpy.types.Panel):
+class _SidebarPanel:
+    """Where every Optimizer panel lives: the 3D viewport's sidebar, "Optimizer" tab."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Optimizer"
+
+
+class VIEW3D_PT_optimizer(_SidebarPanel, bpy.types.Panel):
     bl_label = "Optimizer"
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -66,10 +71,7 @@ class VIEW3D_PT_optimizer(bpy.types.Panel):
             layout.label(text=state.status)
 
 
-class VIEW3D_PT_optimizer_bake(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Optimizer"
+class VIEW3D_PT_optimizer_bake(_SidebarPanel, bpy.types.Panel):
     bl_label = "Lightmaps"
     bl_parent_id = "VIEW3D_PT_optimizer"
     bl_options = {"DEFAULT_CLOSED"}
@@ -90,10 +92,7 @@ class VIEW3D_PT_optimizer_bake(bpy.types.Panel):
         row.operator("optimizer.restore_materials", icon="LOOP_BACK")
 
 
-class VIEW3D_PT_optimizer_splat(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Optimizer"
+class VIEW3D_PT_optimizer_splat(_SidebarPanel, bpy.types.Panel):
     bl_label = "Gaussian splats"
     bl_parent_id = "VIEW3D_PT_optimizer"
     bl_options = {"DEFAULT_CLOSED"}
@@ -115,10 +114,7 @@ class VIEW3D_PT_optimizer_splat(bpy.types.Panel):
         layout.operator("optimizer.import_splat", icon="IMPORT")
 
 
-class VIEW3D_PT_optimizer_results(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Optimizer"
+class VIEW3D_PT_optimizer_results(_SidebarPanel, bpy.types.Panel):
     bl_label = "Job and results"
     bl_parent_id = "VIEW3D_PT_optimizer"
 
