@@ -133,6 +133,40 @@ def _build_parser() -> argparse.ArgumentParser:
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
     rotate = key_commands.add_parser("rotate", help="new key-encryption key; re-wrap every data key")
     rotate.add_argument("--data", type=Path, help="the node's data folder")
+
+    peers = commands.add_parser("peers", help="manage the allowlist of peer keys whose votes count")
+    peer_commands = peers.add_subparsers(dest="peers_command", metavar="ACTION", parser_class=_Parser)
+    peer_add = peer_commands.add_parser("add", help="enrol a peer by its Ed25519 public key or identity JSON")
+    peer_add.add_argument("key", help="the peer's public key (base64) or its identity JSON")
+    peer_add.add_argument("--url", required=True, help="the peer's engine URL (https:// beyond loopback)")
+    peer_add.add_argument("--name", help="a name to recognise it by")
+    peer_add.add_argument("--capability", type=float, default=1.0,
+                          help="compute capability, a factor of its vote weight (default 1.0)")
+    peer_add.add_argument("--special", default="", metavar="KINDS",
+                          help="comma-separated job kinds it specialises in, e.g. bake,splat")
+    peer_list = peer_commands.add_parser("list", help="list the enrolled peers")
+    peer_list.add_argument("--json", action="store_true", help="print one JSON array")
+    peer_remove = peer_commands.add_parser("remove", help="take a peer off the allowlist")
+    peer_remove.add_argument("node_id", help="the peer's node id (see `optimizer peers list`)")
+    for sub in (peer_add, peer_list, peer_remove):
+        sub.add_argument("--data", type=Path, help="data folder (default: $OPTIMIZER_DATA or ~/.local/share/optimizer)")
+
+    audit = commands.add_parser("audit", help="check the node's tamper-evident audit log and prove entries in it")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", parser_class=_Parser)
+    audit_verify = audit_commands.add_parser("verify", help="check the whole log; exit 2 naming the first bad entry")
+    audit_verify.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                              help="also check against a checkpoint kept elsewhere (JSON from `audit checkpoint "
+                                   "--json`); catches a log rolled back behind it")
+    audit_prove = audit_commands.add_parser("prove", help="print the inclusion proof of an entry (checked)")
+    audit_prove.add_argument("entry", type=int, help="entry index (0 is the first)")
+    audit_commands.add_parser("checkpoint", help="sign and store a checkpoint of the log as it is now")
+    audit_show = audit_commands.add_parser("show", help="print one entry")
+    audit_show.add_argument("entry", type=int, help="entry index (0 is the first)")
+    audit_list = audit_commands.add_parser("list", help="list the most recent entries")
+    audit_list.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    for sub in (audit_verify, audit_prove, audit_commands.choices["checkpoint"], audit_show, audit_list):
+        sub.add_argument("--data", type=Path, help="data folder (default: $OPTIMIZER_DATA or ~/.local/share/optimizer)")
+        sub.add_argument("--json", action="store_true", help="print one JSON value")
     return parser
 
 
@@ -417,9 +451,107 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_peers(args: argparse.Namespace) -> int:
+    from engine.service.server import default_data_dir
+    from engine.trust.peers import PeerRegistry
+
+    if args.peers_command is None:
+        raise UsageError("peers needs an action: add, list or remove (see 'optimizer peers --help')")
+    with PeerRegistry(Path(args.data or default_data_dir()).expanduser()) as registry:
+        if args.peers_command == "add":
+            peer = registry.add(args.key, args.url, name=args.name, capability=args.capability,
+                                specialisations=args.special)
+            print(f"optimizer: enrolled peer {peer.node_id} at {peer.url}")
+        elif args.peers_command == "remove":
+            peer = registry.remove(args.node_id)
+            print(f"optimizer: removed peer {peer.node_id} ({peer.url}); its votes are rejected from now on")
+        elif args.json:
+            print(json.dumps([p.to_dict() for p in registry.list()]))
+        else:
+            print(_table([(p.node_id, p.name or "", p.url, f"{p.capability:g}", ",".join(p.specialisations) or "-")
+                          for p in registry.list()], ("node", "name", "url", "capability", "specialises in")))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from engine.service.security import load_or_create_identity
+    from engine.service.server import default_data_dir
+    from engine.trust.audit import LOG_FILE, AuditLog, SignedCheckpoint
+
+    if args.audit_command is None:
+        raise UsageError("audit needs an action: verify, prove, checkpoint, show or list (see 'optimizer audit --help')")
+    data_dir = Path(args.data or default_data_dir()).expanduser()
+    if not (data_dir / "identity" / "ed25519.pem").is_file():
+        raise InputError("no engine node data here (no identity key to check signatures with)", where=str(data_dir),
+                         hint="pass the node's data folder with --data")
+    if not (data_dir / LOG_FILE).is_file():
+        raise InputError("this node has no audit log yet", where=str(data_dir / LOG_FILE))
+    identity, key = load_or_create_identity(data_dir)
+    signing_key = key if args.audit_command == "checkpoint" else None
+    with AuditLog(data_dir, signing_key, identity.node_id, public_key=key.public_key()) as audit_log:
+        if args.audit_command == "verify":
+            expect = []
+            for file in args.checkpoint:
+                try:
+                    expect.append(SignedCheckpoint.from_dict(json.loads(Path(file).read_text(encoding="utf-8"))))
+                except (OSError, ValueError) as exc:
+                    raise InputError(f"cannot read the checkpoint ({exc})", where=file) from None
+            report = audit_log.verify(expect=expect)
+            if args.json:
+                print(json.dumps(report.to_dict()))
+            elif report.ok:
+                print(f"audit log {report.path}: intact: {report.entries} entries, {report.checkpoints} "
+                      f"checkpoint(s), root {report.root} (checked in {report.seconds:.2f} s)")
+            if report.ok:
+                return EXIT_OK
+            more = len(report.problems) - 1
+            print(f"optimizer: error: audit log {report.path}: {report.first_problem}"
+                  + (f" (and {more} more problem(s), listed below)" if more else ""), file=sys.stderr)
+            for problem in report.problems[1:]:
+                print(f"  also: {problem}", file=sys.stderr)
+            return EXIT_INPUT
+        if args.audit_command == "prove":
+            proof = audit_log.prove(args.entry)
+            if args.json:
+                print(json.dumps(proof))
+                return EXIT_OK
+            cp = proof["checkpoint"]
+            print(f"entry {proof['index']} ({proof['entry'].get('event')}) is in the audit log of node {cp['node_id']}: "
+                  f"checkpoint #{cp['seq']} ({proof['tree_size']} entries, signed {cp['timestamp']})")
+            print(f"  leaf hash   {proof['leaf_hash']}")
+            print(f"  root        {proof['root']}")
+            print(f"  audit path  ({len(proof['audit_path'])} hashes, leaf to root, RFC 6962)")
+            for h in proof["audit_path"]:
+                print(f"    {h}")
+            print("  verified: the path leads to the signed root")
+            return EXIT_OK
+        if args.audit_command == "checkpoint":
+            checkpoint = audit_log.checkpoint()
+            print(json.dumps(checkpoint.to_dict()) if args.json else
+                  f"checkpoint: {checkpoint.size} entries, root {checkpoint.root.hex()}, signed {checkpoint.timestamp}")
+            return EXIT_OK
+        if args.audit_command == "show":
+            entry = audit_log.entry(args.entry)
+            print(json.dumps(entry) if args.json else json.dumps(entry, indent=2, sort_keys=True))
+            return EXIT_OK
+        if args.limit < 1:
+            raise UsageError("--limit must be at least 1")
+        entries = audit_log.entries(max(0, audit_log.size - args.limit))
+        if args.json:
+            print(json.dumps(entries))
+            return EXIT_OK
+        print(_table([(e.get("index"), e.get("timestamp"), e.get("event"), e.get("scene_id") or "",
+                       e.get("verification_id") or "",
+                       "" if e.get("consensus_score") is None else f"{e['consensus_score']:.3f}",
+                       {True: "yes", False: "no", None: ""}.get(e.get("quality_passed"), "?"))
+                      for e in entries], ("entry", "time", "event", "scene", "verification", "consensus", "passed")))
+    return EXIT_OK
+
+
 COMMANDS = {
     "analyze": cmd_analyze, "demo": cmd_demo, "bake": cmd_bake, "splat": cmd_splat, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
-    "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys,
+    "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys, "peers": cmd_peers,
+    "audit": cmd_audit,
 }
 
 
