@@ -129,3 +129,15 @@ def test_splat_job_kind_on_a_node(tmp_path: Path) -> None:
         assert failed.state == "failed" and "reference views cannot be used" in failed.error
     finally:
         node.stop()
+
+
+def test_views_that_see_nothing_are_an_error(tmp_path: Path) -> None:
+    from engine.errors import InputError
+    from engine.splat.pipeline import SplatSettings, splat_scene
+    from engine.splat.rig import plan_rig
+
+    rig = plan_rig((-0.6, -0.6, 0.0), (0.6, 0.6, 1.1), kind="object", views=4, width=32, test_every=4)
+    empty = np.zeros((4, 32, 32, 4), np.float32)
+    with pytest.raises(InputError, match="no camera sees the objects"):
+        splat_scene(toy_objects(), tmp_path, SplatSettings(steps=1, device="cpu"), references=(rig, empty))
+    assert not (tmp_path / "splat.ply").exists()
