@@ -1,7 +1,8 @@
 """The `optimizer` command.
 
 Exit codes for every command: 0 success, 2 bad input or usage (one clear line on stderr, no
-traceback), 1 internal error (one line; set OPTIMIZER_DEBUG=1 for the traceback).
+traceback), 1 internal error (one line; set OPTIMIZER_DEBUG=1 for the traceback); `verify` exits 3
+when the peers did not accept the result (rejected or disputed).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine import __version__
 from engine.errors import ConfigError, InputError, OptimizerError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+EXIT_REJECTED = 3  # `optimizer verify`: the peers did not accept the result (rejected or disputed)
 log = logging.getLogger("engine.cli")
 
 
@@ -97,6 +99,35 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload", type=int, default=512, metavar="MB", help="largest request body (default 512)")
     serve.add_argument("--tls-cert", type=Path, help="TLS certificate (required to listen beyond loopback)")
     serve.add_argument("--tls-key", type=Path, help="TLS private key")
+
+    peer = commands.add_parser("peer", help="run a verifier node: `serve` on port 8771, printing the identity "
+                                            "to enrol it with")
+    peer.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    peer.add_argument("--port", type=int, default=8771, help="port (default 8771; 0 picks a free one)")
+    peer.add_argument("--data", type=Path, help="data folder (default: $OPTIMIZER_DATA/peer or "
+                                                "~/.local/share/optimizer/peer)")
+    peer.add_argument("--workers", type=int, default=1, help="worker processes for jobs (default 1: verification "
+                                                             "tasks run in the API process)")
+    peer.add_argument("--max-upload", type=int, default=512, metavar="MB", help="largest task (default 512)")
+    peer.add_argument("--tls-cert", type=Path, help="TLS certificate (required to listen beyond loopback)")
+    peer.add_argument("--tls-key", type=Path, help="TLS private key")
+
+    verify = commands.add_parser("verify", help="have enrolled peers re-check a result folder and decide by consensus")
+    verify.add_argument("result", help="result folder (from `optimizer splat`: splat.ply, cameras.json, references/)")
+    verify.add_argument("--peers", help="comma-separated peer URLs (default: every enrolled peer); each must be "
+                                        "enrolled (`optimizer peers add`)")
+    verify.add_argument("--data", type=Path, help="this node's data folder (identity, allowlist, audit log)")
+    verify.add_argument("--min-verifiers", type=int, default=3, help="peers asked at first (default 3)")
+    verify.add_argument("--max-verifiers", type=int, help="most peers asked when disputed (default: all)")
+    verify.add_argument("--deadline", type=float, default=60.0, help="seconds a peer has to answer (default 60)")
+    verify.add_argument("--complexity", type=float, default=0.5, help="scene complexity in [0, 1] (sample size)")
+    verify.add_argument("--confidence", type=float, default=0.95, help="confidence in [0.9, 1) (sample size)")
+    verify.add_argument("--tile", type=int, default=32, help="tile side in pixels (default 32)")
+    verify.add_argument("--set", dest="thresholds", action="append", default=[], metavar="NAME=VALUE",
+                        help="quality threshold, e.g. psnr_min=30 (ssim_min, psnr_min, lpips_max, vmaf_min, flip_max)")
+    verify.add_argument("--no-vmaf", action="store_true", help="do not measure VMAF")
+    verify.add_argument("--no-flip", action="store_true", help="do not measure FLIP")
+    verify.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     def remote(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--url", help="engine URL (default: $OPTIMIZER_URL or http://127.0.0.1:8770)")
@@ -287,8 +318,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.json:
         print(
             f"\nDemo done in {time.perf_counter() - started:.1f} s. Wrote {glb}, {out / 'analysis.json'} "
-            f"and {out / 'plan.optw'}.\nBake lightmaps with `optimizer bake`; splatting, verification and the report arrive with the "
-            "pipelines that implement them (see README, Roadmap)."
+            f"and {out / 'plan.optw'}.\nNext: `optimizer bake {glb} --out DIR` for the lightmaps, "
+            f"`optimizer splat {glb} --objects <names> --out DIR` for the Gaussians; the one-click pipeline and "
+            "its report arrive later (see README, Roadmap)."
         )
     return EXIT_OK
 
@@ -353,6 +385,74 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.host, args.port, args.data, workers=args.workers, gpus=args.gpus,
                  max_upload=args.max_upload * 1024 * 1024, tls_cert=args.tls_cert, tls_key=args.tls_key,
                  announce=lambda line: print(line, flush=True))
+
+
+def cmd_peer(args: argparse.Namespace) -> int:
+    from engine.service.security import load_or_create_identity
+    from engine.service.server import default_data_dir, serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a port number (0..65535)")
+    if args.max_upload < 1:
+        raise UsageError("--max-upload must be at least 1 MB")
+    data = Path(args.data or default_data_dir() / "peer").expanduser()
+    identity, _ = load_or_create_identity(data)
+    print(f"optimizer: peer identity {json.dumps(identity.to_dict())}", flush=True)
+    print("optimizer: coordinators enrol it with `optimizer peers add '<identity>' --url <this node's URL>`; "
+          "enrol each coordinator here with `optimizer peers add ... --data " + str(data) + "`", flush=True)
+    return serve(args.host, args.port, data, workers=args.workers, max_upload=args.max_upload * 1024 * 1024,
+                 tls_cert=args.tls_cert, tls_key=args.tls_key, announce=lambda line: print(line, flush=True))
+
+
+def _threshold_values(items: list[str]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r} is not NAME=VALUE")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--set {item!r}: {value!r} is not a number") from None
+    return values
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from engine.service.server import default_data_dir
+    from engine.trust.peers import PeerRegistry
+    from engine.trust.verify import peers_from_registry, summary_json, verify_result
+
+    data = Path(args.data or default_data_dir()).expanduser()
+    urls = [u.strip() for u in args.peers.split(",") if u.strip()] if args.peers else None
+    with PeerRegistry(data) as registry:
+        peers = peers_from_registry(registry, urls)
+    summary = verify_result(args.result, peers, _threshold_values(args.thresholds), data_dir=data,
+                            min_verifiers=args.min_verifiers, max_verifiers=args.max_verifiers,
+                            deadline_s=args.deadline, complexity=args.complexity, confidence=args.confidence,
+                            tile=args.tile, measure={"flip": not args.no_flip, "vmaf": not args.no_vmaf})
+    result = summary.to_dict()
+    if args.json:
+        print(summary_json(summary))
+    else:
+        print(f"verification {result['verification_id']}: {result['verdict'].upper()} "
+              f"({result['outcome'] or 'no majority'}), consensus {result['consensus_score']:.3f} "
+              f"(needs {result['threshold']:g})")
+        print(_table([(v["node_id"], v["verdict"], f"{v['weight']:.3f}", _metric(v["metrics"].get("psnr_db")),
+                       _metric(v["metrics"].get("ssim")), "; ".join(v["failures"])[:60]) for v in result["votes"]],
+                     ("node", "vote", "weight", "psnr", "ssim", "failures")))
+        for item in result["rejected"]:
+            print(f"  rejected vote of {item['node_id'] or '?'} (from {item['url']}): {item['reason']}")
+        for item in result["silent"]:
+            print(f"  no vote from {item['node_id']} ({item['url']}): {item['reason']}")
+        for metric, reason in result["not_measured"].items():
+            print(f"  {metric}: not measured ({reason})")
+        if "audit" in result:
+            print(f"  audit log entry {result['audit']['entry']}")
+    return EXIT_OK if result["accepted"] else EXIT_REJECTED
+
+
+def _metric(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -551,7 +651,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 COMMANDS = {
     "analyze": cmd_analyze, "demo": cmd_demo, "bake": cmd_bake, "splat": cmd_splat, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
     "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys, "peers": cmd_peers,
-    "audit": cmd_audit,
+    "audit": cmd_audit, "peer": cmd_peer, "verify": cmd_verify,
 }
 
 
