@@ -190,6 +190,34 @@ class AnalysisBody(BaseModel):
     timings_ms: dict[str, float]
 
 
+class VerifyTaskBody(BaseModel):
+    """A verification task from a coordinator (msgpack only: files and views travel as bytes).
+
+    See :mod:`engine.trust.verify` for the meaning of each field and the checks made on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_: str = Field(..., alias="schema", description="optimizer.trust.task/1")
+    verification_id: str = Field(..., pattern=r"^[0-9a-f]{32,128}$", description="≥ 128 random bits, hex")
+    kind: str = Field(..., min_length=1, max_length=32, description="artifact kind, e.g. splat")
+    artifact_hash: str = Field(..., pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the artifact's files")
+    files: dict[str, bytes] = Field(..., description="the artifact: file name → bytes")
+    rig: dict[str, Any] = Field(..., description="the reference camera rig (cameras.json form)")
+    references: list[tuple[int, bytes]] = Field(..., description="held-out views: [view id, PNG bytes]")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="QualityThresholds fields")
+    complexity: float = Field(..., ge=0, le=1)
+    confidence: float = Field(..., ge=0.9, lt=1)
+    tile: int = Field(32, ge=11, le=4096, description="tile side in pixels")
+    measure: dict[str, bool] = Field(default_factory=dict, description='{"flip": bool, "vmaf": bool}')
+    scene_id: str | None = Field(None, max_length=256)
+
+
+class VerifyReply(BaseModel):
+    """A peer's answer: its signed vote(s) and an unsigned report (reasons, sample, timings)."""
+
+    votes: list[dict[str, Any]]
+    report: dict[str, Any]
+
+
 ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 415, 422)}
 
 # ----------------------------------------------------------------------------- helpers
@@ -492,7 +520,54 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         artifact, data = await read(store.artifact, job_id, name)
         return Response(data, media_type=artifact.content_type, headers={"ETag": f'"{artifact.digest}"'})
 
-    _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets))
+    peer_state: dict[str, Any] = {}
+
+    def _peer_state() -> tuple[Any, Any]:
+        """This node's PeerVerifier and allowlist, opened at the first task (they need the node's key)."""
+        if not peer_state:
+            from engine.service.security import load_or_create_identity
+            from engine.trust.peers import PeerRegistry
+            from engine.trust.verify import PeerVerifier
+
+            node_identity, key = load_or_create_identity(store.data_dir)
+            if node_identity.node_id != identity.node_id:
+                raise ConfigError("the identity key changed while the node was running", where=str(store.data_dir))
+            peer_state["verifier"] = PeerVerifier(node_identity, key)
+            peer_state["registry"] = PeerRegistry(store.data_dir)
+        return peer_state["verifier"], peer_state["registry"]
+
+    @app.post("/v1/verify", response_model=VerifyReply, responses=ERRORS, tags=["trust"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  MSGPACK: {"schema": {"type": "string", "format": "binary",
+                                       "description": "msgpack of VerifyTaskBody"}},
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def verify_task(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+                          ) -> Response:
+        """Re-check a result as a verifier and answer a signed vote. Allowed with the node's bearer token, or
+        signed (X-Optimizer-Node/-Timestamp/-Signature) by a coordinator on this node's peer allowlist."""
+        from engine.trust.verify import VerificationTask, check_signed_request
+
+        raw = await request.body()
+        verifier, registry = await read(_peer_state)
+        presented = credentials.credentials if credentials is not None else None
+        if not check_token(token, presented):
+            signer = await read(check_signed_request, dict(request.headers), "POST", "/v1/verify", raw, registry)
+            if signer is None:
+                raise APIError(401, "send the node's bearer token, or sign the request with a key this node has "
+                                    "enrolled (`optimizer peers add` on this node)",
+                               headers={"WWW-Authenticate": "Bearer"})
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (*MSGPACK_TYPES, "application/octet-stream"):
+            raise APIError(415, f"content-type: send the task as {MSGPACK}")
+        try:
+            data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises several types for bad input
+            raise APIError(400, f"body: not valid msgpack ({type(exc).__name__})") from None
+        validated(VerifyTaskBody, data)
+        task = await compute(VerificationTask.from_wire, data)
+        return reply(request, await compute(verifier.answer, task))
+
+    _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets, VerifyTaskBody))
     return app
 
 

@@ -229,3 +229,8 @@ def load_pipeline_modules(names: str | None = None) -> list[str]:
             raise ConfigError(f"cannot import pipeline module {name!r} ({exc})", where=PLUGIN_ENV) from None
         loaded.append(name)
     return loaded
+
+
+register_pipeline(PipelineSpec("verify", "engine.trust.verify:run_verify_job",
+                               description="peers re-render a finished splat job's result at sampled views and vote "
+                                           "(options.params: job, peers?, min_verifiers?, max_verifiers?, ...)"))

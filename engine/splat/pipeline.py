@@ -7,6 +7,8 @@ kind) and the one-click pipeline call. It writes, into an output folder:
 * ``splat.compressed.ply``: the same as PlayCanvas compressed PLY (SuperSplat, PlayCanvas);
 * ``cameras.json``: the rig (Blender and OpenCV conventions, train/test split) and the frame;
 * ``views/test_<k>.png``: each held-out view, reference | splat side by side;
+* ``references/test_<k>.png``: each held-out reference view as trained against (8-bit sRGB RGBA, straight
+  alpha): what peers re-render the splat against (:mod:`engine.trust.verify`);
 * ``splat.json``: the summary (Gaussians, steps, held-out PSNR/SSIM, device, timings, warnings);
 * ``checkpoint.pt``: the trainer's state, so a run that stopped resumes (removed on success
   unless ``keep_checkpoint``).
@@ -257,6 +259,11 @@ def splat_scene(
         path = out / "views" / f"test_{int(view)}.png"
         Image.fromarray(_side_by_side(targets[view], held_out["rendered"][i])).save(path)
         files.append(str(path.relative_to(out)))
+    (out / "references").mkdir(exist_ok=True)
+    for view in np.asarray(rig.test):
+        path = out / "references" / f"test_{int(view)}.png"
+        Image.fromarray((np.clip(targets[view], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
+        files.append(path.relative_to(out).as_posix())
     timings["evaluate_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     cloud = result.cloud()
