@@ -52,11 +52,29 @@ Estimator
     cosine-weighted path: emission found (MIS-weighted), environment on escape (radiance
     ``Scene.environment``), and at each diffuse hit NEE again with throughput × albedo, up to
     ``bounces`` reflections, Russian roulette after ``rr_start`` of them (survival probability
-    = the throughput's largest channel, at most 0.95). Random numbers come from the tracer's
-    counter-based ``random_uniform(seed, texel, sample, dimension)`` with a fixed number of
-    dimensions per step, so a fixed seed gives the same result on every run and thread count,
-    and CPU and CUDA draw the same samples (results agree up to float rounding: the shading
-    math is float64, the tracer float32, CUDA uses fast math).
+    = the throughput's largest channel, at most 0.95).
+
+Sampling
+    With ``sampler="sobol"`` (the default) the texel's own vertex draws its 2D samples from
+    the tracer's Owen-scrambled Sobol' points ``sobol_2d(seed, texel, sample, pair)``: pair
+    ``PAIR_LIGHT + k`` the point on (or direction to) light k, ``PAIR_EMITTER`` the emissive
+    triangle NEE, ``PAIR_BOUNCE`` the first bounce direction (and so the AO ray). The
+    emitter's pick and point share one 2D point: its first coordinate (all 32 bits) picks the
+    triangle through the CDF, and its position inside the picked triangle's CDF interval,
+    rescaled to [0, 1) (uniform and independent of the second coordinate), is the point's
+    first coordinate; so the pair's stratification spreads over the emitters' union instead
+    of being cut up by an independent pick. Each texel's samples 0..2^k−1 of a pair are then
+    stratified in every elementary interval, which cuts the noise of direct light (soft
+    shadows, area lights, emitters) and of the first bounce many times at equal samples (the
+    integrand, not the estimator, changes; it stays unbiased). Deeper vertices (NEE at bounce
+    hits, Russian roulette, later directions) draw from the counter-based
+    ``random_uniform(seed, texel, sample, dimension)`` with a fixed number of dimensions per
+    step; with ``sampler="random"`` every draw does (independent samples, for comparisons).
+    Samples are numbered globally (a pass of samples [s0, s1) uses those numbers), so a fixed
+    seed gives the same result on every run, thread count and pass split, and CPU and CUDA
+    draw the same samples (results agree up to float rounding: the shading math is float64,
+    the tracer float32, CUDA uses fast math). Power-of-two sample counts get the full
+    stratification; others are still uniform and lower in noise.
 
 The same Python functions are compiled by ``numba.njit`` (CPU, ``prange`` over texels, cached
 on disk) and ``numba.cuda.jit(device=True)`` (one thread per texel); numba is imported lazily.
@@ -97,6 +115,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+SAMPLERS = ("sobol", "random")
+
+# Owen-scrambled Sobol' dimension pairs (``sobol_2d``'s ``pair``) of a sample's first vertex.
+PAIR_BOUNCE = 0  # the first bounce direction (and the AO ray)
+PAIR_EMITTER = 1  # the emissive-triangle pick and the point on it
+PAIR_LIGHT = 2  # light k uses pair PAIR_LIGHT + k
 
 # Light table: one float64 row per light, these columns.
 LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_RECT, LIGHT_DISK = 0, 1, 2, 3, 4
@@ -131,7 +155,10 @@ class IntegrateSettings:
     ``pass_samples`` until the next pass would overrun the budget, at least one pass),
     ``clamp_indirect`` (0 = off: else a sample's indirect part is scaled down so its largest
     channel is at most this, like Cycles' Clamp Indirect), ``device`` "cpu", "cuda" or "auto"
-    (CUDA when a real GPU is there, see :func:`engine.bake.kernels.select_device`).
+    (CUDA when a real GPU is there, see :func:`engine.bake.kernels.select_device`), ``sampler``
+    "sobol" (Owen-scrambled Sobol' points for the texel's own light samples and first bounce,
+    see the module docstring) or "random" (independent random numbers everywhere: more noise,
+    for comparisons).
     """
 
     samples: int = 64
@@ -143,6 +170,7 @@ class IntegrateSettings:
     pass_samples: int = 16
     clamp_indirect: float = 0.0
     device: str = "auto"
+    sampler: str = "sobol"
 
     def __post_init__(self) -> None:
         where = "bake settings"
@@ -161,6 +189,8 @@ class IntegrateSettings:
             raise ConfigError(f"time_budget_s must be a positive number or None, got {budget!r}", where=where)
         if self.device not in DEVICES:
             raise ConfigError(f"device is {self.device!r}, expected one of {', '.join(DEVICES)}", where=where)
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler is {self.sampler!r}, expected one of {', '.join(SAMPLERS)}", where=where)
 
 
 @dataclass(frozen=True, eq=False)
@@ -454,6 +484,8 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
     closest_hit = tracer.closest_hit
     any_hit = tracer.any_hit
     rand = tracer.random_uniform
+    sobol_2d = tracer.sobol_2d
+    sobol_2d_bits = tracer.sobol_2d_bits
     to_world = tracer.to_world
     sample_cosine = tracer.sample_cosine_hemisphere
     sample_triangle = tracer.sample_triangle
@@ -461,6 +493,7 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
     sample_rect = tracer.sample_rect
     inv_pi = 1.0 / math.pi
     two_pi = 2.0 * math.pi
+    inv_2_32 = 1.0 / 4294967296.0
 
     @jit
     def trace(geo, ox, oy, oz, dx, dy, dz, tmax):  # pragma: no cover - compiled
@@ -521,17 +554,23 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
         return r, g, b
 
     @jit
-    def direct(geo, scene, eps, ox, oy, oz, nx, ny, nz, seed, index, sample, dim):  # pragma: no cover - compiled
-        """Irradiance (W/m²) at origin o on the side of n from lights and emitters (NEE); returns it and dim."""
+    def direct(geo, scene, eps, ox, oy, oz, nx, ny, nz, seed, index, sample, dim, lds):  # pragma: no cover - compiled
+        """Irradiance (W/m²) at origin o on the side of n from lights and emitters (NEE); returns it and dim.
+
+        With ``lds`` the 2D samples come from Owen-scrambled Sobol' pairs (no dimension of
+        ``rand`` is used), else from ``rand`` dimensions from ``dim`` on."""
         (_, _, _, normal, emission, emit_pdf, flags, emit_cdf, emit_triangle, emit_vertices, _, _, lights) = scene
         er = 0.0
         eg = 0.0
         eb = 0.0
         for k in range(lights.shape[0]):
             kind = int(lights[k, C_KIND])
-            u1 = rand(seed, index, sample, dim)
-            u2 = rand(seed, index, sample, dim + 1)
-            dim += 2
+            if lds:
+                u1, u2 = sobol_2d(seed, index, sample, PAIR_LIGHT + k)
+            else:
+                u1 = rand(seed, index, sample, dim)
+                u2 = rand(seed, index, sample, dim + 1)
+                dim += 2
             weight = 0.0
             wx = 0.0
             wy = 0.0
@@ -612,10 +651,15 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
 
         n_emit = emit_cdf.shape[0]
         if n_emit > 0:
-            u0 = rand(seed, index, sample, dim)
-            u1 = rand(seed, index, sample, dim + 1)
-            u2 = rand(seed, index, sample, dim + 2)
-            dim += 3
+            if lds:  # one 2D point: the pick by its first coordinate (32 bits), whose rest is reused
+                xb, yb = sobol_2d_bits(seed, index, sample, PAIR_EMITTER)
+                u0 = xb * inv_2_32
+                u2 = yb * inv_2_32
+            else:
+                u0 = rand(seed, index, sample, dim)
+                u1 = rand(seed, index, sample, dim + 1)
+                u2 = rand(seed, index, sample, dim + 2)
+                dim += 3
             lo = 0
             hi = n_emit - 1
             while lo < hi:
@@ -624,6 +668,9 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
                     lo = mid + 1
                 else:
                     hi = mid
+            if lds:  # u0 is uniform within the picked triangle's CDF interval: rescale it to [0, 1)
+                below = emit_cdf[lo - 1] if lo > 0 else 0.0
+                u1 = min(max((u0 - below) / (emit_cdf[lo] - below), 0.0), 1.0)
             tri = emit_triangle[lo]
             b1, b2 = sample_triangle(u1, u2)
             b0 = 1.0 - b1 - b2
@@ -656,17 +703,20 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
     def texel_sample(geo, scene, params, i, s, seed, ox, oy, oz, nx, ny, nz, fx, fy, fz):  # pragma: no cover
         """One sample of texel ``i``: (lighting r, g, b, unoccluded 0/1)."""
         albedo, texture, uv, normal, emission, emit_pdf, flags, _, _, _, texture_data, texture_info, _ = scene
-        env_r, env_g, env_b, bounces, rr_start, ao_distance, clamp, eps = params
-        er, eg, eb, dim = direct(geo, scene, eps, ox, oy, oz, nx, ny, nz, seed, i, s, 0)
+        env_r, env_g, env_b, bounces, rr_start, ao_distance, clamp, eps, lds = params
+        er, eg, eb, dim = direct(geo, scene, eps, ox, oy, oz, nx, ny, nz, seed, i, s, 0, lds != 0)
         lr = er * inv_pi
         lg = eg * inv_pi
         lb = eb * inv_pi
         ir = 0.0  # the indirect part (bounce ≥ 1), clamped on its own
         ig = 0.0
         ib = 0.0
-        u1 = rand(seed, i, s, dim)
-        u2 = rand(seed, i, s, dim + 1)
-        dim += 2
+        if lds != 0:
+            u1, u2 = sobol_2d(seed, i, s, PAIR_BOUNCE)
+        else:
+            u1 = rand(seed, i, s, dim)
+            u2 = rand(seed, i, s, dim + 1)
+            dim += 2
         dx, dy, dz, c = cosine(nx, ny, nz, u1, u2)
         below = dx * fx + dy * fy + dz * fz
         if below <= 0.0:  # under the geometric face: mirror it back above
@@ -742,7 +792,7 @@ def build_integrator(jit: Callable[..., Any], tracer: Any) -> SimpleNamespace:
             px = px + t * dx + eps * gx
             py = py + t * dy + eps * gy
             pz = pz + t * dz + eps * gz
-            er, eg, eb, dim = direct(geo, scene, eps, px, py, pz, gx, gy, gz, seed, i, s, dim)
+            er, eg, eb, dim = direct(geo, scene, eps, px, py, pz, gx, gy, gz, seed, i, s, dim, False)
             ir += br * er * inv_pi
             ig += bg * eg * inv_pi
             ib += bb * eb * inv_pi
@@ -808,6 +858,7 @@ def kernel_tuples(inputs: BakeInputs, settings: IntegrateSettings) -> tuple[tupl
     params = (
         float(env[0]), float(env[1]), float(env[2]), int(settings.bounces), int(settings.rr_start),
         float(settings.ao_distance), float(settings.clamp_indirect), float(inputs.epsilon),
+        1 if settings.sampler == "sobol" else 0,
     )
     return texels, scene, params
 

@@ -36,6 +36,19 @@ results float32):
 * ``box_interval(nodes, c, ...)``: entry and exit distance in slot ``c % 4`` of wide node ``c // 4``.
 * ``pcg_hash(x) -> int``, ``random_uniform(seed, index, sample, dim) -> float32`` in [0, 1):
   a counter-based generator, the same bits on every target.
+* ``sobol_2d(seed, index, sample, pair) -> (u1, u2)`` float32 in [0, 1)²: sample ``sample`` of
+  an Owen-scrambled 2D Sobol' sequence (Burley 2020, "Practical Hash-based Owen Scrambling"),
+  one sequence per (``index`` e.g. a texel, dimension ``pair``, ``seed``). The first two Sobol'
+  dimensions (``sobol_bits``: van der Corput, and the Pascal-matrix dimension) form a (0, 2)-
+  sequence: every aligned block of 2^k samples puts one point in each elementary interval of
+  area 2^-k. Each coordinate gets a nested uniform scramble (``owen_scramble``: a Laine–Karras
+  style hash, ``owen_hash``, on the bit-reversed word), which keeps that property and makes
+  each point uniform; the sample number itself first goes through an Owen-scrambled
+  permutation of its own, so that the pairs of one texel (light 1, light 2, bounce, ...) are
+  not the same sequence and stay uncorrelated (padding 2D sets into higher dimensions). All
+  seeds are ``pcg_hash`` chains of the counters; everything is 32-bit words in int64, masked,
+  with products below 2⁶³, so the CPU, CUDA and the simulator give the same bits.
+  ``sobol_2d_bits`` returns the two 32-bit words, ``sobol_2d`` their top 24 bits as floats.
 * ``orthonormal_basis(nx, ny, nz) -> (tx, ty, tz, bx, by, bz)`` (unit normal in).
 * ``sample_cosine_hemisphere(nx, ny, nz, u1, u2) -> (dx, dy, dz)``; pdf = cos θ / π.
 * ``sample_uniform_hemisphere(nx, ny, nz, u1, u2)``, ``sample_uniform_sphere(u1, u2)``.
@@ -48,7 +61,9 @@ results float32):
 Batch entry points: :func:`trace_closest_cpu`, :func:`trace_any_cpu` (``prange`` across rays),
 :func:`trace_closest_cuda`, :func:`trace_any_cuda` (one thread per ray, BVH uploaded once
 through :class:`CudaBVH`), :func:`trace_closest` / :func:`trace_any` (dispatch on a device
-name) and :func:`select_device`.
+name) and :func:`select_device`; :func:`random_uniform_cpu`, :func:`random_uniform_cuda`,
+:func:`sobol_2d_cpu`, :func:`sobol_2d_cuda` and :func:`sobol_bits_cpu` evaluate the generators for
+arrays of counters (tests, checks against the GPU).
 
 Everything is compiled lazily on first use; CPU functions are cached on disk (``cache=True``).
 """
@@ -345,6 +360,82 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
         h = pcg_hash(h ^ (i64(seed) & MASK32))
         return f32((h >> 8) * INV_2_24)
 
+    # Owen-scrambled Sobol' points (see the module docstring). Every value is a 32-bit word
+    # held in an int64 and masked; every product stays below 2**63, so numba's CPU and CUDA
+    # targets and the simulator's Python integers all compute the same bits.
+
+    @jit
+    def reverse_bits(x):  # type: ignore[no-untyped-def]
+        """The 32 low bits of ``x`` in reverse order."""
+        x = i64(x) & MASK32
+        x = ((x >> 1) & 0x55555555) | ((x & 0x55555555) << 1)
+        x = ((x >> 2) & 0x33333333) | ((x & 0x33333333) << 2)
+        x = ((x >> 4) & 0x0F0F0F0F) | ((x & 0x0F0F0F0F) << 4)
+        x = ((x >> 8) & 0x00FF00FF) | ((x & 0x00FF00FF) << 8)
+        return ((x >> 16) & 0x0000FFFF) | ((x & 0x0000FFFF) << 16)
+
+    @jit
+    def times_even(x, half):  # type: ignore[no-untyped-def]
+        """``x · 2·half`` mod 2³² for a 32-bit x and half < 2³¹ (the product stays below 2⁶³)."""
+        return ((x * half) & 0x7FFFFFFF) << 1
+
+    @jit
+    def owen_hash(x, seed):  # type: ignore[no-untyped-def]
+        """A seeded bijection of 32-bit words in which output bit k depends on input bits 0..k only
+        (adding the seed, then x ^= x·c for even c: carries only travel up), Laine–Karras style
+        with Burley's (2020) constants. On bit-reversed words it is a nested uniform scramble."""
+        x = (x + seed) & MASK32
+        x ^= times_even(x, 0x36285A3E)  # 0x6c50b47c / 2
+        x ^= times_even(x, 0x5C178F29)  # 0xb82f1e52 / 2
+        x ^= times_even(x, 0x63D7F31C)  # 0xc7afe638 / 2
+        x ^= times_even(x, 0x46917B73)  # 0x8d22f6e6 / 2
+        return x
+
+    @jit
+    def owen_scramble(x, seed):  # type: ignore[no-untyped-def]
+        """Nested uniform (Owen) scramble of the 32-bit binary fraction ``x / 2³²``: the first
+        bit is flipped at random, each later bit by a random function of the bits before it."""
+        return reverse_bits(owen_hash(reverse_bits(x), seed & MASK32))
+
+    @jit
+    def sobol_bits(index):  # type: ignore[no-untyped-def]
+        """The first two Sobol' dimensions of point ``index`` (< 2³²) as 32-bit fractions: the
+        van der Corput radical inverse and the Pascal-matrix dimension (direction numbers
+        v₁ = 1/2, v_{k+1} = v_k ⊕ v_k/2). Together they form a (0, 2)-sequence in base 2."""
+        i = i64(index) & MASK32
+        x0 = reverse_bits(i)
+        x1 = i64(0)
+        v = i64(0x80000000)
+        while i != 0:
+            if i & 1:
+                x1 ^= v
+            i >>= 1
+            v ^= v >> 1
+        return x0, x1
+
+    @jit
+    def sobol_2d_bits(seed, index, sample, pair):  # type: ignore[no-untyped-def]
+        """:func:`sobol_2d` as two 32-bit words (for callers that want more than 24 bits)."""
+        index = i64(index)
+        h = pcg_hash((i64(pair) & MASK32) ^ 0x5B0B01D5)  # a salt: other streams than random_uniform
+        h = pcg_hash(h ^ (index & MASK32))
+        h = pcg_hash(h ^ ((index >> 32) & MASK32))
+        h = pcg_hash(h ^ (i64(seed) & MASK32))
+        shuffle_seed = pcg_hash(h ^ 0x1)
+        seed_x = pcg_hash(h ^ 0x2)
+        seed_y = pcg_hash(h ^ 0x3)
+        # The sample index goes through an Owen-scrambled permutation of its own (per texel and
+        # pair): samples 0..2^k−1 become an aligned block of 2^k Sobol' indices, which is still
+        # a (0, k, 2)-net, but one uncorrelated with the other pairs' blocks.
+        shuffled = owen_scramble(i64(sample) & MASK32, shuffle_seed)
+        x0, x1 = sobol_bits(shuffled)
+        return owen_scramble(x0, seed_x), owen_scramble(x1, seed_y)
+
+    @jit
+    def sobol_2d(seed, index, sample, pair):  # type: ignore[no-untyped-def]
+        x, y = sobol_2d_bits(seed, index, sample, pair)
+        return f32((x >> 8) * INV_2_24), f32((y >> 8) * INV_2_24)
+
     @jit
     def orthonormal_basis(nx, ny, nz):  # type: ignore[no-untyped-def]
         """Tangent and bitangent of a unit normal (Duff et al. 2017, branchless but for the sign)."""
@@ -424,6 +515,12 @@ def build_tracer(jit: Callable[[Callable[..., Any]], Any], local: Any, stack_siz
         any_hit=any_hit,
         pcg_hash=pcg_hash,
         random_uniform=random_uniform,
+        reverse_bits=reverse_bits,
+        owen_hash=owen_hash,
+        owen_scramble=owen_scramble,
+        sobol_bits=sobol_bits,
+        sobol_2d_bits=sobol_2d_bits,
+        sobol_2d=sobol_2d,
         orthonormal_basis=orthonormal_basis,
         to_world=to_world,
         sample_disk=sample_disk,
@@ -756,9 +853,20 @@ def cuda_tracer() -> SimpleNamespace:
         if i < out.shape[0]:
             out[i] = random_uniform(seed, index[i], sample[i], dim[i])
 
+    sobol_2d = tracer.sobol_2d
+
+    @cuda.jit
+    def sobol_kernel(seed, index, sample, pair, out):  # type: ignore[no-untyped-def]
+        i = _cuda.grid(1)
+        if i < out.shape[0]:
+            u1, u2 = sobol_2d(seed, index[i], sample[i], pair[i])
+            out[i, 0] = u1
+            out[i, 1] = u2
+
     tracer.trace_closest_kernel = trace_closest_kernel
     tracer.trace_any_kernel = trace_any_kernel
     tracer.random_kernel = random_kernel
+    tracer.sobol_kernel = sobol_kernel
     return tracer
 
 
@@ -872,6 +980,71 @@ def random_uniform_cpu(seed: int, index: np.ndarray, sample: np.ndarray, dim: np
     dim = np.ascontiguousarray(np.broadcast_to(dim, index.shape), np.int64)
     out = np.empty(index.shape[0], np.float32)
     _cpu_random_batch()(np.int64(seed), index, sample, dim, out)
+    return out
+
+
+def _counters(index: np.ndarray, *others: np.ndarray | int) -> tuple[np.ndarray, ...]:
+    """The counters as contiguous 1-D int64 arrays broadcast against each other."""
+    arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, np.int64)) for a in (index, *others)))
+    return tuple(np.array(a, np.int64) for a in arrays)  # copies: writable, contiguous
+
+
+def sobol_2d_cuda(seed: int, index: np.ndarray, sample: np.ndarray | int, pair: np.ndarray | int) -> np.ndarray:
+    """``sobol_2d`` evaluated on the GPU for arrays of counters: (n, 2) float32 (for checks against the CPU)."""
+    from numba import cuda
+
+    index, sample, pair = _counters(index, sample, pair)
+    out = cuda.device_array((index.shape[0], 2), np.float32)
+    if index.shape[0]:
+        blocks, threads = _launch_shape(index.shape[0], 128)
+        cuda_tracer().sobol_kernel[blocks, threads](np.int64(seed), cuda.to_device(index), cuda.to_device(sample),
+                                                    cuda.to_device(pair), out)
+    return out.copy_to_host()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_sobol_batch() -> Callable[..., Any]:
+    import numba
+    from numba import prange
+
+    tracer = cpu_tracer()
+    sobol_2d = tracer.sobol_2d
+    sobol_bits = tracer.sobol_bits
+    owen_scramble = tracer.owen_scramble
+
+    @numba.njit(parallel=True, cache=True)
+    def points(seed, index, sample, pair, out):  # type: ignore[no-untyped-def]
+        for i in prange(out.shape[0]):
+            u1, u2 = sobol_2d(seed, index[i], sample[i], pair[i])
+            out[i, 0] = u1
+            out[i, 1] = u2
+
+    @numba.njit(parallel=True, cache=True)
+    def raw(index, scramble_seed, out):  # type: ignore[no-untyped-def]
+        for i in prange(out.shape[0]):
+            x0, x1 = sobol_bits(index[i])
+            out[i, 0] = x0
+            out[i, 1] = x1
+            out[i, 2] = owen_scramble(index[i], scramble_seed[i])
+
+    return SimpleNamespace(points=points, raw=raw)
+
+
+def sobol_2d_cpu(seed: int, index: np.ndarray, sample: np.ndarray | int, pair: np.ndarray | int) -> np.ndarray:
+    """``sobol_2d(seed, index, sample, pair)`` on the CPU for arrays of counters (broadcast against
+    ``index``): (n, 2) float32 points in [0, 1)²."""
+    index, sample, pair = _counters(index, sample, pair)
+    out = np.empty((index.shape[0], 2), np.float32)
+    _cpu_sobol_batch().points(np.int64(seed), index, sample, pair, out)
+    return out
+
+
+def sobol_bits_cpu(index: np.ndarray, scramble_seed: np.ndarray | int = 0) -> np.ndarray:
+    """(n, 3) int64: the unscrambled 32-bit Sobol' words ``sobol_bits(index)`` of dimensions 0 and 1,
+    and ``owen_scramble(index, scramble_seed)`` (the device functions, for tests)."""
+    index, scramble_seed = _counters(index, scramble_seed)
+    out = np.empty((index.shape[0], 3), np.int64)
+    _cpu_sobol_batch().raw(index, scramble_seed, out)
     return out
 
 

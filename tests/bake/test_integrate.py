@@ -364,7 +364,7 @@ def test_time_budget_stops_between_passes() -> None:
 @pytest.mark.parametrize(
     "changes",
     [{"samples": 0}, {"bounces": -1}, {"seed": -1}, {"ao_distance": float("nan")}, {"device": "tpu"},
-     {"time_budget_s": 0}, {"samples": True}],
+     {"time_budget_s": 0}, {"samples": True}, {"sampler": "halton"}],
 )
 def test_bad_settings_are_refused(changes: dict) -> None:
     with pytest.raises(ConfigError):
@@ -379,6 +379,82 @@ def test_light_table_units() -> None:
     area = light_row(Light("a", "area", power=math.pi * 6, size=2.0, size_y=3.0, shape="rectangle"))
     np.testing.assert_allclose(area[13:16], 1.0)  # L = P / (π A)
     assert area[19] == pytest.approx(6.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling: Owen-scrambled Sobol' points against independent random numbers
+
+
+def penumbra_scene(kind: str) -> Scene:
+    """A wall edge at x = 0, height 1 (blocking x < 0) under a 1 m square at height 2: an area
+    light (``kind`` "light") or an emissive quad of two triangles ("emitter"), radiance 2."""
+    blocker = mesh("blocker", quad("b", (-5.0, -5.0, 1.0), (5.0, 0, 0), (0, 10.0, 0)))
+    if kind == "light":
+        light = Light("panel", "area", power=2.0 * math.pi, size=1.0, transform=translate(0, 0, 2.0))
+        return Scene(objects=(ground(), blocker), lights=(light,))
+    glow = Material("glow", base_color=(0, 0, 0, 1), emission_color=(1, 1, 1), emission_strength=2.0)
+    panel = mesh("panel", quad("p", (-0.5, -0.5, 2.0), (0, 1.0, 0), (1.0, 0, 0), 1))  # faces down
+    return Scene(objects=(ground(), blocker, panel), materials=(Material("floor"), glow))
+
+
+#: Texel positions (x) under the penumbra scene: umbra edge, penumbra, fully lit; 64 copies of each.
+SAMPLING_XS = np.array([-0.45, -0.3, -0.1, 0.0, 0.15, 0.3, 0.45, 0.6, 1.0, 2.0])
+COPIES = 64
+
+
+@pytest.mark.parametrize("kind", ["light", "emitter"])
+def test_sobol_lowers_the_variance_of_direct_light_without_bias(kind: str) -> None:
+    """Copies of a texel are independent estimates (each texel index scrambles its own points):
+    their spread at 16 samples is the estimator's noise. Owen-scrambled Sobol' points must cut
+    the variance summed over penumbra and lit positions by a clear factor (measured over three
+    seeds: 17–19× for the light, ≈ 7× for the emitter, whose light is also found by the
+    MIS-weighted bounce ray; the penumbra's visibility edge limits it) against
+    independent random numbers, and their mean must match a 65,536-sample-per-position
+    reference within a few standard errors."""
+    scene = penumbra_scene(kind)
+    p = len(SAMPLING_XS)
+    texels = texels_at(np.c_[np.repeat(SAMPLING_XS, COPIES), np.zeros(p * COPIES), np.zeros(p * COPIES)])
+    sobol = bake(scene, texels, samples=16, bounces=0, seed=5).lighting[:, 0].astype(np.float64).reshape(p, COPIES)
+    iid = bake(scene, texels, samples=16, bounces=0, seed=5, sampler="random").lighting[:, 0]
+    iid = iid.astype(np.float64).reshape(p, COPIES)
+    ratio = iid.var(axis=1, ddof=1).sum() / sobol.var(axis=1, ddof=1).sum()
+    assert ratio > 4.0, f"variance ratio random / sobol = {ratio:.2f}"
+    assert np.all(iid.var(axis=1) >= sobol.var(axis=1))  # at every position (0 in the umbra for both)
+    reference = bake(scene, texels, samples=1024, bounces=0, seed=9, sampler="random").lighting[:, 0]
+    reference = reference.astype(np.float64).reshape(p, COPIES)
+    error = np.sqrt(sobol.var(axis=1, ddof=1) / COPIES + reference.var(axis=1, ddof=1) / COPIES)
+    lit = reference.mean(axis=1)
+    assert 0 < lit[0] < lit[3] < lit[6]  # the positions span the penumbra
+    np.testing.assert_array_less(np.abs(sobol.mean(axis=1) - lit), 4.0 * error + 1e-6 * lit)
+    # and the random sampler, as a check of the check
+    np.testing.assert_array_less(np.abs(iid.mean(axis=1) - lit), 4.5 * np.sqrt(iid.var(axis=1, ddof=1) / COPIES
+                                                                             + reference.var(axis=1, ddof=1) / COPIES))
+
+
+def test_sobol_first_bounce_is_unbiased_and_less_noisy() -> None:
+    """The first bounce direction (Sobol' pair 0): an open plane under a lid that covers part of
+    the sky, constant environment: the lighting is the open share of the cosine-weighted sky."""
+    lid = mesh("lid", quad("lid", (-20, -20, 0.5), (0, 40, 0), (20.0, 0, 0)))  # covers x < 0, facing down
+    scene = Scene(objects=(ground(), lid), environment=(1.0, 1.0, 1.0))
+    texels = texels_at(np.c_[np.repeat([0.0, 0.3], 256), np.zeros(512), np.zeros(512)])
+    sobol = bake(scene, texels, samples=16, bounces=0).lighting[:, 0].astype(np.float64).reshape(2, 256)
+    iid = bake(scene, texels, samples=16, bounces=0, sampler="random").lighting[:, 0].astype(np.float64)
+    iid = iid.reshape(2, 256)
+    # a cosine-weighted direction misses the half-plane lid 0.5 up over x < 0 from (x0, 0) with x0 ≥ 0 when
+    # it goes towards +x, or towards −x but reaching height 0.5 before x = 0: closed form below
+    expected = []
+    for x0 in (0.0, 0.3):
+        # P(open) = 1/2 + P(dx < 0 and r·tanθ·|cos φ| < x0), r = 0.5: integrate over the disk of the cosine map
+        n = 2000
+        a = (np.arange(n) + 0.5) / n
+        sin_t = np.sqrt(a)[:, None]
+        cos_phi = np.cos(np.pi * a)[None, :]  # φ ∈ [0, π): |cos φ| covers the −x half evenly
+        tan_t = sin_t / np.sqrt(1 - sin_t**2)
+        expected.append(0.5 + 0.5 * np.mean(0.5 * tan_t * np.abs(cos_phi) < x0))
+    expected = np.array(expected)
+    for est in (sobol, iid):
+        np.testing.assert_allclose(est.mean(axis=1), expected, atol=4 * est.std(axis=1).max() / 16 + 2e-3)
+    assert iid.var(axis=1).sum() > 2.0 * sobol.var(axis=1).sum()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,9 +60,10 @@ CHILD = textwrap.dedent(
     hit = kernels.trace_any_cuda(origins, directions, tmax, gpu, tmin=0.01, threads_per_block=32)
     index = np.arange(64) * 7919 + (1 << 33)
     rand = kernels.random_uniform_cuda(99, index, np.arange(64) % 5, np.arange(64) % 3)
+    sobol = kernels.sobol_2d_cuda(99, index, np.arange(64) * 37 + 5, np.arange(64) % 4)
     auto = kernels.select_device("auto")
     forced = kernels.select_device("cuda")
-    np.savez({out!r}, t=t, k=k, u=u, v=v, hit=hit, rand=rand, index=index,
+    np.savez({out!r}, t=t, k=k, u=u, v=v, hit=hit, rand=rand, sobol=sobol, index=index,
              devices=np.array([auto, forced]), seconds=time.perf_counter() - start)
     """
 )
@@ -97,6 +98,10 @@ def test_cuda_simulator_matches_cpu(tmp_path: Path) -> None:
     # the counter-based RNG gives the same bits on both targets
     rand = kernels.random_uniform_cpu(99, sim["index"], np.arange(64) % 5, np.arange(64) % 3)
     np.testing.assert_array_equal(sim["rand"], rand)
+    # and so do the Owen-scrambled Sobol' points
+    sobol = kernels.sobol_2d_cpu(99, sim["index"], np.arange(64) * 37 + 5, np.arange(64) % 4)
+    assert sobol.shape == (64, 2) and len(np.unique(sobol)) > 120
+    np.testing.assert_array_equal(sim["sobol"], sobol)
     # under the simulator "auto" stays on the CPU; "cuda" is honoured
     assert sim["devices"].tolist() == ["cpu", "cuda"]
     assert float(sim["seconds"]) < 30.0
@@ -126,6 +131,7 @@ PTX_CHILD = textwrap.dedent(
     cuda.compile_ptx(tr.trace_any_kernel.py_func, (f2, f2, f1, f1, f1, i1, f1, T.Array(T.boolean, 1, "C")), cc=(9, 0))
     i64 = T.Array(T.int64, 1, "C")
     cuda.compile_ptx(tr.random_kernel.py_func, (T.int64, i64, i64, i64, f1), cc=(9, 0))
+    cuda.compile_ptx(tr.sobol_kernel.py_func, (T.int64, i64, i64, i64, f2), cc=(9, 0))
     f = T.float32
     for name, args in [
         ("sample_cosine_hemisphere", (f, f, f, f, f)), ("sample_uniform_hemisphere", (f, f, f, f, f)),
