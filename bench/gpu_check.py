@@ -5,6 +5,7 @@ list of checks (``CHECKS``; later checks, such as the baker's Cornell-box GPU-vs
 comparison, are appended there) and prints one JSON summary on the last line:
 
 * ``rng``: ``random_uniform`` on the GPU gives the same bits as on the CPU;
+* ``sobol``: so does the Owen-scrambled Sobol' sampler;
 * ``closest_hit_agreement``: GPU closest hits equal the CPU ones on a subset of rays (triangle
   id, distance, barycentrics) and any-hit equals hit/miss;
 * ``closest_hit_throughput``: CUDA closest-hit rays/s on the 250k-triangle scene of
@@ -92,6 +93,20 @@ def check_rng(ctx: Context) -> dict[str, Any]:
     gpu = random_uniform_cuda(1234, index, sample, dim)
     cpu = random_uniform_cpu(1234, index, sample, dim)
     equal = float(np.mean(gpu == cpu))
+    return {"ok": equal == 1.0, "values": len(index), "equal_fraction": equal}
+
+
+def check_sobol(ctx: Context) -> dict[str, Any]:
+    """The Owen-scrambled Sobol' points are the same bits on the GPU as on the CPU."""
+    from engine.bake.kernels import sobol_2d_cpu, sobol_2d_cuda
+
+    rng = np.random.default_rng(1)
+    index = rng.integers(0, 1 << 40, 500_000)
+    sample = rng.integers(0, 4096, index.shape)
+    pair = rng.integers(0, 8, index.shape)
+    gpu = sobol_2d_cuda(77, index, sample, pair)
+    cpu = sobol_2d_cpu(77, index, sample, pair)
+    equal = float(np.mean(np.all(gpu == cpu, axis=1)))
     return {"ok": equal == 1.0, "values": len(index), "equal_fraction": equal}
 
 
@@ -353,6 +368,7 @@ def check_splat_train_7k(ctx: Context, steps: int = 7000, views: int = 100, size
 #: The checks, in order: (name, function). Append new ones here.
 CHECKS: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
     ("rng", check_rng),
+    ("sobol", check_sobol),
     ("closest_hit_agreement", check_closest_hit_agreement),
     ("closest_hit_throughput", check_closest_hit_throughput),
     ("cornell_bake", check_cornell_bake),
