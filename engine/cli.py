@@ -129,6 +129,12 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--no-flip", action="store_true", help="do not measure FLIP")
     verify.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
+    report = commands.add_parser("report", help="write the self-contained report.html of a result folder")
+    report.add_argument("result", help="result folder (analysis.json, bake.json/splat.json, verification.json, "
+                                       "references/ and views/, schedule.json, audit_proof.json: what exists)")
+    report.add_argument("--out", help="report file (default: RESULT/report.html)")
+    report.add_argument("--no-flip", action="store_true", help="do not compute FLIP error maps missing from the folder")
+
     def remote(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--url", help="engine URL (default: $OPTIMIZER_URL or http://127.0.0.1:8770)")
         sub.add_argument("--token", help="bearer token (default: $OPTIMIZER_TOKEN or the node's token file)")
@@ -198,6 +204,21 @@ def _build_parser() -> argparse.ArgumentParser:
     for sub in (audit_verify, audit_prove, audit_commands.choices["checkpoint"], audit_show, audit_list):
         sub.add_argument("--data", type=Path, help="data folder (default: $OPTIMIZER_DATA or ~/.local/share/optimizer)")
         sub.add_argument("--json", action="store_true", help="print one JSON value")
+
+    quote = commands.add_parser("quote", help="quote a scene's processing: cheapest nodes and hours that meet a deadline")
+    quote.add_argument("path", help="scene file: .gltf, .glb or .obj")
+    quote.add_argument("--deadline", required=True, help="when it is needed: 24h, 2d, 90m from now, or ISO 8601 "
+                                                          "with offset")
+    quote.add_argument("--kind", choices=("auto", "bake", "splat"), default="auto",
+                       help="what to quote (default: the routed pipeline; hybrid quotes a bake and a splat job)")
+    quote.add_argument("--nodes", type=Path, help="node file (TOML/JSON [[node]] tables; default: this machine)")
+    quote.add_argument("--prices", type=Path, help="price file for the default pool (TOML/JSON rules, or CSV series)")
+    quote.add_argument("--data", type=Path, help="data folder: calibration, and enrolled peers as extra nodes")
+    quote.add_argument("--now", help="quote as if it were this ISO 8601 time (default: now)")
+    quote.add_argument("--unit", help="length unit of the file (OBJ carries none)")
+    quote.add_argument("--samples", type=int, help="bake samples per texel (default 64)")
+    quote.add_argument("--steps", type=int, help="splat training steps (default 3000)")
+    quote.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -455,6 +476,18 @@ def _metric(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import collect_result_dir, write_report
+
+    out = Path(args.out) if args.out else Path(args.result) / "report.html"
+    data = collect_result_dir(args.result, report_path=out, compute_flip=not args.no_flip)
+    path = write_report(out, data)
+    print(f"optimizer: wrote {path} ({path.stat().st_size:,} bytes); open it in a browser (it works offline)")
+    for item in data.missing:
+        print(f"  not included: {item}")
+    return EXIT_OK
+
+
 def _client(args: argparse.Namespace) -> Any:
     from engine.client import EngineClient
 
@@ -648,10 +681,64 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_quote(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from engine.economy import (
+        Calibration,
+        Pool,
+        default_pool,
+        jobs_from_analysis,
+        load_pool,
+        load_tariff,
+        nodes_from_peers,
+        parse_deadline,
+        quote,
+    )
+    from engine.route import analyze_and_plan
+    from engine.scene.io import load_scene
+
+    now = datetime.now(UTC) if args.now is None else parse_deadline(args.now, datetime.now(UTC), where="--now")
+    deadline = parse_deadline(args.deadline, now)
+    if args.nodes and args.prices:
+        raise UsageError("--prices applies to the default pool; give prices per node in the --nodes file")
+    if args.nodes:
+        pool = load_pool(args.nodes)
+    else:
+        pool = default_pool(tariff=load_tariff(args.prices)) if args.prices else default_pool()
+    calibration = Calibration.open(args.data) if args.data else None
+    if args.data and (Path(args.data).expanduser() / "trust.sqlite3").is_file():
+        from engine.trust.peers import PeerRegistry
+
+        with PeerRegistry(Path(args.data).expanduser()) as registry:
+            peers = nodes_from_peers(registry.list(), pool.local.timezone)
+        pool = Pool(pool.nodes + tuple(peers))
+    settings = {"bake": {"samples": args.samples} if args.samples else {},
+                "splat": {"steps": args.steps} if args.steps else {}}
+    result = analyze_and_plan(load_scene(args.path, unit=args.unit))
+    jobs, estimates = jobs_from_analysis(result, deadline, args.kind, calibration, pool.local.speed, settings)
+    answer = quote(jobs, pool, now).to_dict()
+    answer["scene"] = result.scene_name
+    answer["pipeline"] = result.plan.pipeline
+    answer["estimates"] = [e.to_dict() for e in estimates]
+    if args.json:
+        print(json.dumps(answer))
+        return EXIT_OK
+    total, cur = answer["total"], answer["currency"]
+    print(f"Quote for '{answer['scene']}' ({answer['pipeline']}), now {answer['now']}:")
+    print(_table([(j["job"], ",".join(j["nodes"]), j["start"], j["finish"], f"{j['cost']:.4g}",
+                   f"{j['baseline']['cost']:.4g}", f"{j['saving_percent']:.1f} %") for j in answer["jobs"]],
+                 ("job", "nodes", "start", "finish", f"cost {cur}", "run now", "saving")))
+    print(f"total {total['cost']:.4g} {cur} vs {total['baseline_cost']:.4g} run now: saving "
+          f"{total['saving_percent']:.1f} % (the design's fixed formula would claim {total['design_formula_saving_percent']:.2f} %)")
+    return EXIT_OK
+
+
 COMMANDS = {
     "analyze": cmd_analyze, "demo": cmd_demo, "bake": cmd_bake, "splat": cmd_splat, "serve": cmd_serve, "submit": cmd_submit, "status": cmd_status,
     "wait": cmd_wait, "cancel": cmd_cancel, "keys": cmd_keys, "peers": cmd_peers,
-    "audit": cmd_audit, "peer": cmd_peer, "verify": cmd_verify,
+    "audit": cmd_audit, "peer": cmd_peer, "verify": cmd_verify, "quote": cmd_quote,
+    "report": cmd_report,
 }
 
 

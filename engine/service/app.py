@@ -190,6 +190,37 @@ class AnalysisBody(BaseModel):
     timings_ms: dict[str, float]
 
 
+class QuoteRequest(BaseModel):
+    """A scene to quote: where and when its processing is cheapest while meeting the deadline."""
+
+    model_config = ConfigDict(extra="forbid")
+    scene: dict[str, Any] | bytes | None = Field(None, description="the scene in the wire codec")
+    scene_ref: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="digest from POST /v1/scenes")
+    deadline: str = Field(..., min_length=1, max_length=64,
+                          description="a duration from now (24h, 2d, 90m) or an ISO 8601 time with offset")
+    kind: Literal["auto", "bake", "splat"] = Field("auto", description="auto: the routed pipeline")
+    nodes: list[dict[str, Any]] | None = Field(
+        None, max_length=256, description="the pool, as node-file tables (default: this node alone)")
+    prices: dict[str, Any] | None = Field(None, description="price table of the default pool (price-file form)")
+    timezone: str | None = Field(None, max_length=64, description="IANA zone of the default pool's node "
+                                                                  "(default: this machine's)")
+    now: datetime | None = Field(None, description="quote as of this time (default: now)")
+    mode: Literal["object", "scene"] = "object"
+    settings: dict[Literal["bake", "splat"], dict[str, float]] = Field(
+        default_factory=dict, description='work settings, e.g. {"bake": {"samples": 128}}')
+
+
+class QuoteBody(BaseModel):
+    """What `optimizer quote --json` prints: jobs with node windows, cost, baseline, saving (README)."""
+
+    model_config = ConfigDict(extra="allow")
+    now: str
+    currency: str
+    jobs: list[dict[str, Any]]
+    total: dict[str, Any]
+    pool: list[dict[str, Any]]
+
+
 class VerifyTaskBody(BaseModel):
     """A verification task from a coordinator (msgpack only: files and views travel as bytes).
 
@@ -414,6 +445,22 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         result = await compute(analyze_and_plan, scene, policy)
         return reply(request, result.to_dict())
 
+    @app.post("/v1/quote", dependencies=guarded, response_model=QuoteBody, responses=ERRORS,
+              openapi_extra=body_of(QuoteRequest), tags=["analysis"])
+    async def quote_scene(request: Request) -> Response:
+        """Least-cost nodes and hours that meet the deadline, with the run-now baseline and the saving."""
+        body = validated(QuoteRequest, await read_body(request))
+        policy = check_policy(body.mode, {}, "body.mode")
+        if (body.scene is None) == (body.scene_ref is None):
+            raise APIError(422, "body: give exactly one of 'scene' and 'scene_ref'")
+        if body.scene is not None:
+            scene = await compute(decode_scene, body.scene, "body.scene")
+        else:
+            if not await read(store.vault.has, body.scene_ref):
+                raise APIError(422, f"body.scene_ref: no uploaded scene {body.scene_ref} on this node (POST /v1/scenes)")
+            scene = await compute(_stored_scene, store, body.scene_ref)
+        return reply(request, await compute(_quote, body, scene, policy, store.data_dir))
+
     @app.post("/v1/scenes", dependencies=guarded, response_model=SceneUploaded, status_code=201, responses=ERRORS,
               openapi_extra={"requestBody": {"required": True, "content": {
                   MSGPACK: {"schema": {"type": "string", "format": "binary"}},
@@ -567,8 +614,56 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         task = await compute(VerificationTask.from_wire, data)
         return reply(request, await compute(verifier.answer, task))
 
-    _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets, VerifyTaskBody))
+    _install_openapi(app, (AnalyzeRequest, JobRequest, JobOptions, QualityTargets, VerifyTaskBody, QuoteRequest))
     return app
+
+
+def _stored_scene(store: Any, digest: str) -> Any:
+    from engine.scene import wire
+    from engine.scene.model import Scene
+
+    return wire.decode(store.load_scene(digest), expect=Scene)
+
+
+def _quote(body: Any, scene: Any, policy: Any, data_dir: Any) -> dict[str, Any]:
+    """POST /v1/quote's answer (economy errors are InputErrors: 422 naming the field)."""
+    from datetime import UTC
+    from datetime import datetime as _datetime
+
+    from engine.economy import (
+        Calibration,
+        Pool,
+        default_pool,
+        jobs_from_analysis,
+        parse_deadline,
+        quote,
+    )
+    from engine.economy.pool import node_from_dict
+    from engine.economy.prices import DEFAULT_TARIFF, tariff_from_dict
+    from engine.route import analyze_and_plan
+
+    now = body.now or _datetime.now(UTC)
+    if now.tzinfo is None:
+        raise APIError(422, "body.now: give the time with its UTC offset")
+    deadline = parse_deadline(body.deadline, now, where="body.deadline")
+    if body.nodes:
+        pool = Pool(tuple(node_from_dict(n, f"body.nodes[{i}]") if not isinstance(n.get("prices"), str) else
+                          _no_files(i) for i, n in enumerate(body.nodes)))
+    else:
+        tariff = tariff_from_dict(body.prices, "body.prices") if body.prices is not None else DEFAULT_TARIFF
+        pool = default_pool(body.timezone, tariff)
+    result = analyze_and_plan(scene, policy)
+    calibration = Calibration.open(data_dir) if data_dir is not None else None
+    jobs, estimates = jobs_from_analysis(result, deadline, body.kind, calibration, pool.local.speed,
+                                         {k: dict(v) for k, v in body.settings.items()})
+    answer = quote(jobs, pool, now).to_dict()
+    answer.update(scene=result.scene_name, pipeline=result.plan.pipeline, estimates=[e.to_dict() for e in estimates])
+    return answer
+
+
+def _no_files(index: int) -> Any:
+    raise APIError(422, f"body.nodes[{index}].prices: give the price table inline (the node reads no files "
+                        "for a request)")
 
 
 def decode_views(raw: bytes, field: str) -> Any:
