@@ -65,8 +65,8 @@ def test_analyze_options(demo_glb: Path) -> None:
     assert mm["features"]["meters_per_unit"] == 0.001
 
 
-def test_demo_writes_its_outputs(tmp_path: Path) -> None:
-    result = run("demo", "--out", str(tmp_path / "out"))
+def test_demo_analysis_writes_its_outputs(tmp_path: Path) -> None:
+    result = run("demo", "--out", str(tmp_path / "out"), "--analyze-only")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "demo_room.glb").stat().st_size > 0
     report = json.loads((tmp_path / "out" / "analysis.json").read_text())
