@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# the demo runs the whole pipeline (bake, splat, local verifier peers, quote, report): every extra
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[io]'
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[all]'
 
 # torch pinned first (the CPU build on CI machines): the extras' torch range then installs nothing
 # more, where a bare `torch` requirement would pull a multi-GB CUDA build
@@ -18,6 +20,9 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	npm ci --prefix tests/external --no-audit --no-fund --loglevel=error
+	@# headless Chromium loads report.html in the report tests (Debian's package; needs root or sudo)
+	command -v chromium >/dev/null || { SUDO=$$(command -v sudo || true); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@# msgpack wheels for Blender's Python 3.11 on each platform, so add-on builds in tests need no network
 	for tag in manylinux2014_x86_64 win_amd64 macosx_11_0_arm64; do \
 	  $(BIN)/pip download msgpack --only-binary=:all: --no-deps --python-version 3.11 --platform $$tag \
