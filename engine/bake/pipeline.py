@@ -9,12 +9,22 @@ and later the one-click pipeline call. It writes, into an output folder:
 * ``lightmap_uv.npz``: per baked object its lightmap UV at every triangle corner, in the
   object's own triangle order (``uv_<i>`` (T, 3, 2) float32, V up; ``names``, ``atlas``): what a
   client (the Blender add-on) needs to put the UVs back on its own mesh corners,
-* ``bake.json``: the summary (atlases, texels, rays, device, timings, warnings).
+* ``bake.json``: the summary (atlases, texels, rays, device, timings, warnings),
+* with ``BakeSettings.reference_views`` > 0: ``references/view_<k>.png``, path-traced views of
+  the original scene (:func:`engine.render.views.render_views`, 8-bit sRGB RGBA, straight alpha,
+  like the splat pipeline's references) from a rig planned over the baked objects' bounds
+  (an interior rig when they enclose their centre, :func:`engine.splat.pipeline.enclosure_share`),
+  and ``references/cameras.json``, the rig (``CameraRig.to_dict``). The rendered views are the
+  rig's ``test`` views; a bake trains on nothing, but the rig format needs ``train`` views, so
+  the rig is planned with twice as many cameras and every other one (``train``) is not
+  rendered. Peers re-render the bake at these views with
+  :func:`engine.render.lightmapped.render_lightmapped` to verify it (:mod:`engine.trust.verify`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +35,8 @@ import numpy as np
 from engine.errors import ConfigError, InputError
 from engine.progress import Progress, no_progress
 from engine.scene.model import Scene
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,20 @@ class BakeSettings:
     time_budget_s: float | None = None
     device: str = "auto"
     denoise: bool = True
+    reference_views: int = 0
+    reference_size: int = 128
+    reference_samples: int = 64
+    reference_rig: str = "auto"
 
     def __post_init__(self) -> None:
+        for name, low, high in (("reference_views", 0, 512), ("reference_size", 8, 4096),
+                                ("reference_samples", 1, 1 << 16)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"{name} must be an integer in {low}..{high}, got {value!r}", where="bake settings")
+        if self.reference_rig not in ("auto", "object", "interior"):
+            raise ConfigError(f"reference_rig is {self.reference_rig!r}, expected auto, object or interior",
+                              where="bake settings")
         if self.texels_per_metre is not None and not self.texels_per_metre > 0:
             raise ConfigError(f"texels_per_metre must be above 0, got {self.texels_per_metre}", where="bake settings")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -78,6 +102,41 @@ def read_corner_uvs(path: str | Path) -> dict[str, tuple[int, np.ndarray]]:
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"not a readable lightmap UV file ({exc})", where=str(path),
                          hint="bake again: the bake folder is incomplete") from None
+
+
+def write_reference_views(scene: Scene, layout: Any, out: Path, settings: BakeSettings, device: str, *,
+                          progress: Progress = no_progress) -> dict[str, Any]:
+    """Path-trace ``settings.reference_views`` views of ``scene`` around the baked objects into
+    ``out/references`` (see the module docstring); returns what ``bake.json`` records of them."""
+    from engine.render.views import render_views, save_png
+    from engine.splat.pipeline import ENCLOSED_SHARE, enclosure_share
+    from engine.splat.rig import plan_rig
+
+    corners = np.concatenate([e.positions[e.triangles] for e in layout.entries]).astype(np.float64)
+    points = corners.reshape(-1, 3)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    kind = settings.reference_rig
+    if kind == "auto":
+        share = enclosure_share(corners)
+        kind = "interior" if share >= ENCLOSED_SHARE else "object"
+        log.info("reference rig: %s (%.0f %% of directions from the centre see a front face)", kind, 100 * share)
+    rig = plan_rig(lo, hi, kind=kind, views=2 * settings.reference_views, width=settings.reference_size,
+                   test_every=2, seed=settings.seed, enclosed=kind == "interior")
+    views = np.asarray(rig.test, np.int64)
+    progress("references", 0.0, f"{len(views)} reference views at {rig.width}×{rig.height}")
+    rendered = render_views(scene, rig.viewmats[views], rig.Ks[views], rig.width, rig.height,
+                            samples=settings.reference_samples, bounces=settings.bounces, aa=4, seed=settings.seed,
+                            device=device, progress=progress)
+    folder = out / "references"
+    files = []
+    for i, view in enumerate(views):
+        files.append(save_png(folder / f"view_{int(view)}.png", rendered.rgba[i]).relative_to(out).as_posix())
+    (folder / "cameras.json").write_text(json.dumps(rig.to_dict()))
+    files.append("references/cameras.json")
+    progress("references", 1.0, f"wrote {len(views)} reference views")
+    return {"views": [int(v) for v in views], "rig": rig.kind, "width": rig.width, "height": rig.height,
+            "samples": settings.reference_samples, "aa": rendered.aa, "bounces": settings.bounces,
+            "source": f"engine renderer ({rendered.device})", "seconds": round(rendered.seconds, 3), "files": files}
 
 
 def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None = None, *,
@@ -156,6 +215,12 @@ def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None 
     files.append(str(gltf.relative_to(out)))
     files.append(write_corner_uvs(out / "lightmap_uv.npz", layout).name)
     timings["post_s"] = time.perf_counter() - mark
+    references = None
+    if settings.reference_views > 0:
+        mark = time.perf_counter()
+        references = write_reference_views(scene, layout, out, settings, device, progress=progress)
+        files += references["files"]
+        timings["references_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     rays = _rays_estimate(texels.count, result.samples, settings.bounces, settings.ao_distance > 0)
     summary = {
@@ -179,6 +244,8 @@ def bake_scene(scene: Scene, out_dir: str | Path, settings: BakeSettings | None 
         "settings": asdict(settings),
         "warnings": list(layout.warnings),
     }
+    if references is not None:
+        summary["references"] = references
     (out / "bake.json").write_text(json.dumps(summary, indent=2))
     progress("post", 1.0, f"wrote {len(files)} files")
     return summary

@@ -47,7 +47,16 @@ Renderers
     :data:`RENDERERS` maps an artifact kind to ``render(artifact_dir, rig, view_ids) -> {view id: (H, W, 3) float32
     sRGB in [0, 1], composited over white}``. ``splat`` re-renders the Gaussians of ``splat.ply`` with the engine's
     PyTorch rasterizer on the CPU (the rig's OpenCV view matrices turned into the file frame, as the splat pipeline
-    trained them). A ``bake`` renderer can register itself with :func:`register_renderer`.
+    trained them). ``bake`` re-renders the baked scene as a real-time engine shows it (``scene.glb`` with the
+    lightmaps ``atlas_<k>.exr`` looked up at the corner UVs of ``lightmap_uv.npz``:
+    :func:`engine.render.lightmapped.render_lightmapped`, CPU) against path-traced reference views of the original
+    scene (``BakeSettings.reference_views``). Other kinds register themselves with :func:`register_renderer`.
+
+Result folders (:func:`load_result_dir`) and stored jobs (:func:`artifact_from_job`)
+    ``splat``: ``splat.ply`` + ``cameras.json`` (hashed), references ``references/test_<k>.png``. ``bake``:
+    ``scene.glb`` + ``lightmap_uv.npz`` + every ``lightmaps/atlas_<k>.exr`` (sent flat as ``atlas_<k>.exr``), the
+    rig ``references/cameras.json`` (not part of the hash: the coordinator's rig is authoritative anyway), references
+    ``references/view_<k>.png``. A job store keeps ``a/b`` as ``a__b``.
 """
 
 from __future__ import annotations
@@ -106,10 +115,30 @@ RENDERERS: dict[str, Renderer] = {}
 ARTIFACT_FILES: dict[str, tuple[str, ...]] = {}
 
 
-def register_renderer(kind: str, files: Sequence[str], render: Renderer) -> None:
-    """Make ``kind`` verifiable: ``files`` are the artifact's files, ``render`` re-renders it (see the module doc)."""
+#: Per kind: (pattern of the result's relative paths that join the artifact besides ``ARTIFACT_FILES``, sent under
+#: the name the pattern's first group captures; the rig's path; a reference view's path with ``{view}``).
+RESULT_LAYOUT: dict[str, tuple[str | None, str, str]] = {}
+
+
+def register_renderer(kind: str, files: Sequence[str], render: Renderer, *, extra_files: str | None = None,
+                      rig: str = "cameras.json", reference: str = "references/test_{view}.png") -> None:
+    """Make ``kind`` verifiable: ``files`` are the artifact's files, ``render`` re-renders it (see the module doc);
+    ``extra_files``, ``rig`` and ``reference`` say where its result folder keeps the rest (see ``RESULT_LAYOUT``)."""
     RENDERERS[kind] = render
     ARTIFACT_FILES[kind] = tuple(files)
+    RESULT_LAYOUT[kind] = (extra_files, rig, reference)
+
+
+def _artifact_paths(kind: str, paths: Iterable[str]) -> dict[str, str]:
+    """Artifact file name → relative result path, of the files a ``kind`` result holds among ``paths``."""
+    chosen = {name: name for name in ARTIFACT_FILES[kind]}
+    pattern = RESULT_LAYOUT[kind][0]
+    if pattern is not None:
+        for path in sorted(paths):
+            match = re.fullmatch(pattern, path)
+            if match:
+                chosen[match.group(1)] = path
+    return chosen
 
 
 def artifact_hash(files: Mapping[str, bytes]) -> str:
@@ -137,6 +166,39 @@ def render_splat(artifact_dir: Path, rig: Any, view_ids: Sequence[int]) -> dict[
 
 
 register_renderer("splat", ("splat.ply", "cameras.json"), render_splat)
+
+
+def render_bake(artifact_dir: Path, rig: Any, view_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Re-render a bake at ``view_ids`` of ``rig`` on the CPU as a real-time engine shows it (``scene.glb`` lit by
+    ``atlas_<k>.exr`` at the corner UVs of ``lightmap_uv.npz``), sRGB over white like the reference views."""
+    from engine.bake.output import read_exr, srgb_encode
+    from engine.bake.pipeline import read_corner_uvs
+    from engine.render.lightmapped import render_lightmapped
+    from engine.render.views import to_straight
+    from engine.scene.io import load_scene
+
+    folder = Path(artifact_dir)
+    scene = load_scene(folder / "scene.glb")
+    corner_uvs = read_corner_uvs(folder / "lightmap_uv.npz")
+    count = 1 + max((atlas for atlas, _ in corner_uvs.values()), default=-1)
+    atlases = []
+    for k in range(count):
+        path = folder / f"atlas_{k}.exr"
+        if not path.is_file():
+            raise InputError(f"the bake has no lightmap atlas_{k}.exr, which its lightmap UVs use",
+                             where="verification task.files", hint="send every lightmaps/atlas_<k>.exr of the bake")
+        atlases.append(read_exr(path))
+    views = np.asarray(list(view_ids), np.int64)
+    result = render_lightmapped(scene, corner_uvs, atlases, rig.viewmats[views], rig.Ks[views], rig.width,
+                                rig.height, aa=4, seed=0, device="cpu")
+    straight = to_straight(result.rgba)
+    alpha = np.clip(straight[..., 3:], 0.0, 1.0)
+    over_white = srgb_encode(np.clip(straight[..., :3], 0.0, 1.0)) * alpha + (1.0 - alpha)
+    return {int(v): over_white[i].astype(np.float32) for i, v in enumerate(views)}
+
+
+register_renderer("bake", ("scene.glb", "lightmap_uv.npz"), render_bake, extra_files=r"lightmaps/(atlas_\d+\.exr)",
+                  rig="references/cameras.json", reference="references/view_{view}.png")
 
 
 def decode_reference_png(data: bytes, *, where: str = "reference view") -> np.ndarray:
@@ -169,38 +231,53 @@ class Artifact:
         return artifact_hash(self.files)
 
 
+def result_kind(folder: Path) -> str:
+    """The kind of a result folder: ``bake`` when it holds ``lightmap_uv.npz`` and no ``splat.ply``, else ``splat``."""
+    return "bake" if (folder / "lightmap_uv.npz").is_file() and not (folder / "splat.ply").is_file() else "splat"
+
+
 def load_result_dir(result_dir: str | Path) -> Artifact:
-    """The artifact in a splat result folder (``splat.ply``, ``cameras.json``, ``references/test_<k>.png``)."""
+    """The artifact in a result folder: a splat (``splat.ply``, ``cameras.json``, ``references/test_<k>.png``) or a
+    bake (``scene.glb``, ``lightmap_uv.npz``, ``lightmaps/atlas_<k>.exr``, ``references/cameras.json``,
+    ``references/view_<k>.png``)."""
     folder = Path(result_dir).expanduser()
     if not folder.is_dir():
-        raise InputError("no such result folder", where=str(folder), hint="pass the folder `optimizer splat` wrote")
-    kind = "splat"
+        raise InputError("no such result folder", where=str(folder),
+                         hint="pass the folder `optimizer splat` or `optimizer bake` wrote")
+    kind = result_kind(folder)
+    _, rig_path, reference = RESULT_LAYOUT[kind]
+    command = f"`optimizer {kind}`" + (" with reference views" if kind == "bake" else "")
+    listed = [p.relative_to(folder).as_posix() for p in folder.glob("*/*") if p.is_file()]
     files: dict[str, bytes] = {}
-    for name in ARTIFACT_FILES[kind]:
-        path = folder / name
+    for name, relative in _artifact_paths(kind, listed).items():
+        path = folder / relative
         if not path.is_file():
-            raise InputError(f"the result has no {name}", where=str(folder),
-                             hint="verify a splat result folder (written by `optimizer splat`)")
+            raise InputError(f"the result has no {relative}", where=str(folder),
+                             hint=f"verify a {kind} result folder (written by {command})")
         files[name] = path.read_bytes()
+    path = folder / rig_path
     try:
-        rig = json.loads(files["cameras.json"])
+        rig = json.loads(path.read_bytes())
+    except OSError:
+        raise InputError(f"the result has no {rig_path}", where=str(folder),
+                         hint=f"results without reference views cannot be verified: run {command}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"cameras.json is not JSON ({exc})", where=str(folder / "cameras.json")) from None
+        raise InputError(f"{rig_path} is not JSON ({exc})", where=str(path)) from None
     if not isinstance(rig, dict) or not isinstance(rig.get("test"), list):
-        raise InputError("cameras.json has no list of held-out (test) views", where=str(folder / "cameras.json"))
+        raise InputError(f"{rig_path} has no list of held-out (test) views", where=str(path))
     references: dict[int, bytes] = {}
     for view in rig["test"]:
-        path = folder / "references" / f"test_{int(view)}.png"
+        path = folder / reference.format(view=int(view))
         if not path.is_file():
             raise InputError(f"no reference view {path.name}", where=str(path.parent),
-                             hint="results from before reference views were kept cannot be verified: splat again")
+                             hint=f"results from before reference views were kept cannot be verified: run {command}")
         references[int(view)] = path.read_bytes()
-    summary = folder / "splat.json"
+    summary = folder / f"{kind}.json"
     scene_id = None
     if summary.is_file():
         try:
             scene_id = json.loads(summary.read_text()).get("scene")
-        except (ValueError, OSError):
+        except (ValueError, OSError, AttributeError):
             scene_id = None
     return Artifact(kind, files, rig, references, scene_id if isinstance(scene_id, str) else None)
 
@@ -810,15 +887,26 @@ def artifact_from_job(store: Any, job_id: str) -> Artifact:
     if job.state.value != "done":
         raise InputError(f"the job is {job.state.value}, not done", where=where, hint="verify it once it is done")
     names = {a.name for a in job.artifacts}
+    _, rig_path, reference = RESULT_LAYOUT[job.kind]
+
+    def stored(path: str) -> str:  # the store keeps a/b as a__b
+        return path.replace("/", "__")
+
     files = {}
-    for name in ARTIFACT_FILES[job.kind]:
-        if name not in names:
-            raise InputError(f"the job has no artifact {name}", where=where)
-        files[name] = store.artifact(job_id, name)[1]
-    rig = json.loads(files["cameras.json"])
+    for name, path in _artifact_paths(job.kind, [n.replace("__", "/") for n in names]).items():
+        if stored(path) not in names:
+            raise InputError(f"the job has no artifact {stored(path)}", where=where)
+        files[name] = store.artifact(job_id, stored(path))[1]
+    if stored(rig_path) not in names:
+        raise InputError(f"the job has no artifact {stored(rig_path)}", where=where,
+                         hint="bake with reference_views > 0 to make a bake verifiable" if job.kind == "bake" else "")
+    try:
+        rig = json.loads(store.artifact(job_id, stored(rig_path))[1])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{stored(rig_path)} is not JSON ({exc})", where=where) from None
     references = {}
-    for view in rig.get("test", []):
-        name = f"references__test_{int(view)}.png"
+    for view in rig.get("test", []) if isinstance(rig, dict) else []:
+        name = stored(reference.format(view=int(view)))
         if name not in names:
             raise InputError(f"the job has no reference view {name}", where=where,
                              hint="jobs from before reference views were kept cannot be verified: run it again")
@@ -885,7 +973,9 @@ __all__ = [
     "new_verification_id",
     "peers_from_registry",
     "register_renderer",
+    "render_bake",
     "render_splat",
+    "result_kind",
     "run_verify_job",
     "sign_request",
     "summary_json",
