@@ -22,6 +22,7 @@ _CLASSES = (
     operators.OPTIMIZER_OT_apply_bake,
     operators.OPTIMIZER_OT_restore_materials,
     operators.OPTIMIZER_OT_import_splat,
+    operators.OPTIMIZER_OT_open_report,
     panel.OPTIMIZER_UL_routes,
     panel.VIEW3D_PT_optimizer,
     panel.VIEW3D_PT_optimizer_results,

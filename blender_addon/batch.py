@@ -7,6 +7,12 @@ Two doors to the same code, with the `optimizer` CLI's exit codes (0 ok, 2 bad i
     python -m blender_addon.batch scene.blend analyze [--json] ...     (Blender as the `bpy` module)
 
 ``optimize`` submits the scene to the engine node and waits for the job (``--url``, ``--token``).
+With ``--out DIR`` it runs the one-click pipeline (the ``optimize`` job kind): on the node at
+``--url``, or on a node started for the run with its data in ``DIR/node`` (local verifier peers
+included); the result folder lands in ``DIR`` (assets, verification, audit proof, report.html),
+the lightmaps and the splat preview are applied to the scene, which is saved as
+``DIR/optimized.blend``, and the manifest is printed as JSON. ``--preview`` uses the demo's quick
+settings and relaxed quality targets; ``--quality METRIC=VALUE`` sets a target.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ def _parser(with_blend: bool) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--url", help="engine URL (optimize)")
     parser.add_argument("--token", help="engine token (optimize)")
+    parser.add_argument("--out", help="optimize: run the whole pipeline and put the result folder here")
+    parser.add_argument("--preview", action="store_true", help="optimize --out: quick settings, relaxed targets")
+    parser.add_argument("--quality", action="append", default=[], metavar="METRIC=VALUE",
+                        help="optimize --out: a quality target, e.g. psnr_min=30")
     return parser
 
 
@@ -105,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
     from .snapshot import snapshot_scene
 
     scene = snapshot_scene(context, selected_only=args.selected)
+    if args.out:
+        return _optimize_to_folder(context, scene, args)
     client = EngineClient(args.url, args.token)
     job = client.submit(scene, options={"mode": args.mode, "overrides": _policy_values(args.overrides)})
     print(f"optimizer: job {job.id} submitted to {client.url}", file=sys.stderr)
@@ -112,6 +124,74 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps({"job": done.id, "state": done.state, "error": done.error,
                       "artifacts": [a.name for a in done.artifacts]}))
     return EXIT_OK if done.state == "done" else EXIT_INTERNAL
+
+
+def _optimize_to_folder(context: object, scene: object, args: argparse.Namespace) -> int:
+    """`optimize --out DIR`: the one-click pipeline on a node (started here unless --url), applied."""
+    import subprocess
+    import time
+
+    import bpy
+
+    from engine.cli import DEMO_SETTINGS, _threshold_values
+    from engine.client import EngineClient
+    from engine.errors import OptimizerError
+
+    from .operators import use_optimize_result
+
+    out = Path(args.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    params: dict = {"quality": _threshold_values(args.quality)}
+    if args.preview:
+        params = {"bake": dict(DEMO_SETTINGS["bake"]), "splat": dict(DEMO_SETTINGS["splat"]),
+                  "quality": {**DEMO_SETTINGS["quality"], **params["quality"]}}
+    server = None
+    url, token = args.url, args.token
+    if url is None:  # a node for this run, its data in OUT/node
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        config = out / "node" / "config"
+        os.environ["OPTIMIZER_CONFIG_DIR"] = str(config)
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        log = (out / "node.log").open("w")
+        server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--data",
+                                   str(out / "node"), "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        client = EngineClient(url, token)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.health()
+                break
+            except OptimizerError:
+                if time.monotonic() > deadline or (server is not None and server.poll() is not None):
+                    raise OptimizerError(f"the engine node did not start (see {out / 'node.log'})") from None
+                time.sleep(0.3)
+        client = EngineClient(url, token)  # the token file exists now
+        job = client.submit(scene, kind="optimize", options={"params": params})
+        print(f"optimizer: job {job.id} submitted to {client.url}", file=sys.stderr)
+        done = client.wait(job.id)
+        if done.state != "done":
+            print(f"optimizer: error: the optimize job {done.state}: {done.error}", file=sys.stderr)
+            return EXIT_INTERNAL
+        client.download_artifacts(job.id, out)
+        status = use_optimize_result(context, out, pack=True, open_report=False)  # type: ignore[arg-type]
+        bpy.ops.wm.save_as_mainfile(filepath=str(out / "optimized.blend"), copy=True)
+        manifest = json.loads((out / "manifest.json").read_text())
+        print(json.dumps({"job": job.id, "status": status, "report": str(out / "report.html"), **manifest}))
+        return EXIT_OK
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def _guarded(run: callable) -> int:  # type: ignore[valid-type]

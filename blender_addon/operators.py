@@ -78,8 +78,10 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     kind: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Job", default="analyze",
-        items=[("analyze", "Analyze", "Analyse and route the scene on the engine"),
+        name="Job", default="optimize",
+        items=[("optimize", "Optimize", "The whole pipeline on the engine: route, quote, bake/splat, verify with "
+                                        "peers, audit; then apply the lightmaps, preview the splats, open the report"),
+               ("analyze", "Analyze", "Analyse and route the scene on the engine"),
                ("bake", "Bake lighting", "Bake lightmaps on the engine and apply them to the objects"),
                ("splat", "Splat", "Train 3D Gaussians on the engine and import them as a point-cloud preview")])
 
@@ -104,6 +106,8 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
             options["params"] = state.bake_params()
         elif self.kind == "splat":
             options["params"] = state.splat_params()
+        elif self.kind == "optimize":
+            options["params"] = state.optimize_params()
         return client, scene, options
 
     def _reference_render(self, context: bpy.types.Context, scene: Any, options: dict[str, Any]) -> Any:
@@ -267,7 +271,7 @@ class OPTIMIZER_OT_optimize(bpy.types.Operator):
         if job_state == "done":
             state.job_progress = 1.0
             state.status = f"Done: {len(artifacts)} result(s) from job {state.job_id[:8]}"
-            if state.job_kind in ("bake", "splat"):
+            if state.job_kind in ("bake", "splat", "optimize"):
                 state.status = _use_job_result(context, state.job_id, state.job_kind)
                 self.report({"INFO"}, state.status)
                 return
@@ -318,6 +322,8 @@ def _use_job_result(context: bpy.types.Context, job_id: str, kind: str) -> str:
     folder, pack = result_folder(job_id, kind)
     try:
         engine_link.make_client(url, token).download_artifacts(job_id, folder)
+        if kind == "optimize":
+            return use_optimize_result(context, folder, pack=pack)
         if kind == "bake":
             from .apply_bake import apply_bake
 
@@ -330,6 +336,55 @@ def _use_job_result(context: bpy.types.Context, job_id: str, kind: str) -> str:
                 f"({folder / 'splat.ply'})")
     except (OptimizerError, OSError, ValueError) as exc:
         return f"The {kind} job is done, but using its result failed: {exc}"
+
+
+def use_optimize_result(context: bpy.types.Context, folder: Path, *, pack: bool = False,
+                        open_report: bool = True) -> str:
+    """Apply a one-click result folder: lightmaps wired into the baked objects, the splat previewed,
+    the verdict, cost and window in the status line, the report opened (not in background mode)."""
+    from .apply_bake import apply_bake
+    from .splat_preview import import_splat
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    done = []
+    if (folder / "bake" / "bake.json").is_file():
+        done.append(f"lightmaps: {apply_bake(context, folder / 'bake', pack_images=pack).summary()}")
+    if (folder / "splat" / "splat.ply").is_file():
+        obj = import_splat(context, folder / "splat" / "splat.ply", name="Optimizer splat")
+        done.append(f"splat: {len(obj.data.vertices):,} Gaussians")
+    verdicts = ", ".join(f"{k} {'accepted' if v['accepted'] else 'NOT accepted'}"
+                         for k, v in manifest.get("verification", {}).items()) or "not verified"
+    schedule = manifest.get("schedule") or {}
+    total = schedule.get("total") or {}
+    cost = (f"; cost {total['cost']:.4g} {schedule.get('currency', '')} vs {total['baseline_cost']:.4g} now "
+            f"({total['saving_percent']:.0f} % saved)") if total else ""
+    window = ""
+    if schedule.get("jobs"):
+        window = f"; window {schedule['jobs'][0]['start']} → {schedule['jobs'][-1]['finish']}"
+    state = context.scene.optimizer
+    state.report_path = str(folder / "report.html")
+    if open_report and not bpy.app.background and (folder / "report.html").is_file():
+        bpy.ops.wm.url_open(url=(folder / "report.html").as_uri())
+    return f"{manifest['pipeline'].upper()}: {verdicts}{cost}{window}; " + "; ".join(done)
+
+
+class OPTIMIZER_OT_open_report(bpy.types.Operator):
+    """Open the last Optimize report in the web browser"""
+
+    bl_idname = "optimizer.open_report"
+    bl_label = "Open Report"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(context.scene.optimizer.report_path)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        path = Path(context.scene.optimizer.report_path)
+        if not path.is_file():
+            self.report({"ERROR"}, f"no report at {path}")
+            return {"CANCELLED"}
+        bpy.ops.wm.url_open(url=path.as_uri())
+        return {"FINISHED"}
 
 
 class OPTIMIZER_OT_import_splat(bpy.types.Operator):

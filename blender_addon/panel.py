@@ -65,10 +65,13 @@ class VIEW3D_PT_optimizer(_SidebarPanel, bpy.types.Panel):
         if state.running:
             row.operator("optimizer.cancel", icon="CANCEL")
         else:
-            row.operator("optimizer.optimize", icon="PLAY").kind = "analyze"
+            row.operator("optimizer.optimize", icon="PLAY").kind = "optimize"
+        row.prop(state, "preview_quality", text="", icon="TIME")
         row.operator("optimizer.clear", text="", icon="X")
         if state.status:
             layout.label(text=state.status)
+        if state.report_path:
+            layout.operator("optimizer.open_report", icon="URL")
 
 
 class VIEW3D_PT_optimizer_bake(_SidebarPanel, bpy.types.Panel):

@@ -127,6 +127,24 @@ class OptimizerSceneState(bpy.types.PropertyGroup):
                 params["objects"] = routed
         return params
 
+    report_path: bpy.props.StringProperty(name="Report", default="", subtype="FILE_PATH")  # type: ignore[valid-type]
+    preview_quality: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Preview quality", default=False,
+        description="Quick settings and relaxed quality targets (a CPU preview); off: the production targets")
+
+    def optimize_params(self) -> dict[str, Any]:
+        """The `optimize` job's settings (``options.params``): the bake and splat panels' settings and,
+        with Preview quality, the demo's quick settings and relaxed targets."""
+        bake = self.bake_params()
+        splat = {k: v for k, v in self.splat_params().items() if k != "objects"}
+        params: dict[str, Any] = {"bake": bake, "splat": splat}
+        if self.preview_quality:
+            from engine.cli import DEMO_SETTINGS
+
+            params = {"bake": {**bake, **DEMO_SETTINGS["bake"]}, "splat": {**splat, **DEMO_SETTINGS["splat"]},
+                      "quality": dict(DEMO_SETTINGS["quality"])}
+        return params
+
     def bake_params(self) -> dict[str, Any]:
         """The bake settings the `bake` job kind takes (``options.params``)."""
         params: dict[str, Any] = {"samples": self.bake_samples, "bounces": self.bake_bounces,

@@ -85,7 +85,7 @@ class JobOptions(BaseModel):
     overrides: dict[str, float | bool] = Field(default_factory=dict, description="routing threshold overrides")
     routes: dict[str, Literal["bake", "splat", "keep"]] = Field(
         default_factory=dict, description="per-object routes set by the artist (object name → route)")
-    params: dict[str, float | int | bool | str | list[str]] = Field(
+    params: dict[str, float | int | bool | str | list[str] | dict[str, float | int | bool | str]] = Field(
         default_factory=dict, description="settings of the job's pipeline kind (samples, steps, objects, ...)")
     references: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                    description="reference views from POST /v1/views (splat jobs)")

@@ -234,3 +234,52 @@ def load_pipeline_modules(names: str | None = None) -> list[str]:
 register_pipeline(PipelineSpec("verify", "engine.trust.verify:run_verify_job",
                                description="peers re-render a finished splat job's result at sampled views and vote "
                                            "(options.params: job, peers?, min_verifiers?, max_verifiers?, ...)"))
+
+
+def run_optimize(ctx: JobContext) -> None:
+    """The `optimize` kind: the one-click pipeline (:func:`engine.pipeline.optimize_scene`) on the
+    job's scene, with this node as the coordinator (its identity, peers, reputations and audit log).
+
+    ``options.params`` takes the fields of :class:`engine.pipeline.OptimizeSettings` (``bake`` and
+    ``splat`` dicts, ``quality``, ``verify``, ``peer_urls``, ``local_peers``, ``deadline_hours``,
+    ``device``); ``options.routes`` the artist's per-object routes. Every file of the result folder
+    becomes an artifact (``/`` written as ``__``), ``report.html`` and ``manifest.json`` included.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.pipeline import OptimizeSettings, optimize_scene
+
+    params = dict(ctx.options.get("params") or {})
+    known = set(OptimizeSettings.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InputError(f"unknown optimize setting(s) {', '.join(unknown)}", where="options.params",
+                         hint=f"known: {', '.join(sorted(known))}")
+    if isinstance(params.get("peer_urls"), list):
+        params["peer_urls"] = tuple(params["peer_urls"])
+    params.setdefault("routes", dict(ctx.options.get("routes") or {}))
+    names = {"ssim": "ssim_min", "psnr": "psnr_min", "lpips": "lpips_max", "vmaf": "vmaf_min", "flip": "flip_max"}
+    params.setdefault("quality", {names[k]: v for k, v in dict(ctx.options.get("quality") or {}).items()
+                                  if v is not None and k in names})
+    try:
+        settings = OptimizeSettings(**params)
+    except TypeError as exc:
+        raise InputError(f"bad optimize settings ({exc})", where="options.params") from None
+    scene = ctx.scene()
+    work = Path(tempfile.mkdtemp(prefix=f"optimizer-optimize-{ctx.job_id[:8]}-"))
+    try:
+        optimize_scene(scene, work, settings, node_dir=ctx.store.data_dir, progress=ctx.progress)
+        kinds = {".json": "application/json", ".ply": "application/x-ply", ".png": "image/png", ".exr": "image/x-exr",
+                 ".glb": "model/gltf-binary", ".html": "text/html", ".npz": "application/octet-stream"}
+        for path in sorted(work.rglob("*")):
+            if path.is_file():
+                ctx.add_artifact(path.relative_to(work).as_posix().replace("/", "__"), path.read_bytes(),
+                                 kinds.get(path.suffix, "application/octet-stream"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+register_pipeline(PipelineSpec("optimize", "engine.service.pipelines:run_optimize", gpu=True,
+                               description="the one-click pipeline: route, quote, bake/splat, verify, audit, report"))

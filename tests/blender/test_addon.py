@@ -211,7 +211,7 @@ def test_optimize_through_a_real_engine_and_the_start_command(tmp_path: Path) ->
     import os
     os.environ["OPTIMIZER_URL"] = "{node.url}"  # no add-on preferences outside the extension system
     # background mode: Optimize submits and waits in this thread
-    assert bpy.ops.optimizer.optimize() == {{"FINISHED"}}, state.status
+    assert bpy.ops.optimizer.optimize(kind="analyze") == {{"FINISHED"}}, state.status
     print("STATE", state.job_state, state.job_artifacts)
     print("PIPELINE", state.result()["plan"]["pipeline"], state.result()["plan"]["objects"]["Plant"]["route"])
     # the UI path: a worker thread relays the job through a queue the main thread drains
