@@ -361,8 +361,9 @@ def use_optimize_result(context: bpy.types.Context, folder: Path, *, pack: bool 
     window = ""
     if schedule.get("jobs"):
         window = f"; window {schedule['jobs'][0]['start']} → {schedule['jobs'][-1]['finish']}"
-    state = context.scene.optimizer
-    state.report_path = str(folder / "report.html")
+    state = getattr(context.scene, "optimizer", None)  # None in batch mode: the add-on is not registered
+    if state is not None:
+        state.report_path = str(folder / "report.html")
     if open_report and not bpy.app.background and (folder / "report.html").is_file():
         bpy.ops.wm.url_open(url=(folder / "report.html").as_uri())
     return f"{manifest['pipeline'].upper()}: {verdicts}{cost}{window}; " + "; ".join(done)
