@@ -121,6 +121,13 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload", type=int, default=512, metavar="MB", help="largest request body (default 512)")
     serve.add_argument("--tls-cert", type=Path, help="TLS certificate (required to listen beyond loopback)")
     serve.add_argument("--tls-key", type=Path, help="TLS private key")
+    serve.add_argument("--economy-prices", type=Path, metavar="FILE",
+                       help="price file for this node's hours (default: the design's tariff, in $TZ)")
+    serve.add_argument("--economy-clock", metavar="TIME",
+                       help="simulate: economy jobs are planned and released on a clock starting at TIME "
+                            "(ISO 8601 with offset), for demos and tests")
+    serve.add_argument("--economy-clock-speed", type=float, default=1.0, metavar="X",
+                       help="the simulated clock runs X times real speed (default 1)")
 
     peer = commands.add_parser("peer", help="run a verifier node: `serve` on port 8771, printing the identity "
                                             "to enrol it with")
@@ -167,7 +174,8 @@ def _build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--unit", help="length unit of the file (OBJ carries none)")
     submit.add_argument("--priority", choices=("now", "economy"), default="now")
     submit.add_argument("--pipeline", choices=("bake", "splat", "hybrid"), help="override the routed pipeline")
-    submit.add_argument("--deadline", help="ISO 8601 time the result is needed by")
+    submit.add_argument("--deadline", help="when the result is needed: 24h, 2d, 90m from now, or ISO 8601 with "
+                                           "offset (economy jobs: default 24 h after they are planned)")
     submit.add_argument("--mode", choices=("object", "scene"), default="object")
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
@@ -486,9 +494,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port {args.port} is not a port number (0..65535)")
     if args.max_upload < 1:
         raise UsageError("--max-upload must be at least 1 MB")
+    from engine.service.server import economy_clock
+
     return serve(args.host, args.port, args.data, workers=args.workers, gpus=args.gpus,
                  max_upload=args.max_upload * 1024 * 1024, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                 announce=lambda line: print(line, flush=True))
+                 announce=lambda line: print(line, flush=True),
+                 clock=economy_clock(args.economy_clock, args.economy_clock_speed),
+                 economy_prices=args.economy_prices)
 
 
 def cmd_peer(args: argparse.Namespace) -> int:
@@ -614,15 +626,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.pipeline:
         options["pipeline"] = args.pipeline
     if args.deadline:
-        options["deadline"] = args.deadline
+        from datetime import UTC, datetime
+
+        from engine.economy import parse_deadline
+
+        options["deadline"] = parse_deadline(args.deadline, datetime.now(UTC)).isoformat()
     client = _client(args)
     job = client.submit(scene, kind=args.kind, options=options, priority=args.priority)
-    if args.wait:
-        return _follow(client, job.id, None)
     if args.json:
         _print_job(job, as_json=True)
     else:
         print(job.id)
+        if args.priority == "economy":  # the node planned it before answering: say when and at what cost
+            for text in job.messages:
+                if text.startswith("economy:"):
+                    print(f"  {text}")
+    if args.wait:
+        return _follow(client, job.id, None)
     return EXIT_OK
 
 

@@ -140,6 +140,26 @@ class MessageView(BaseModel):
     text: str
 
 
+class EconomyPlanView(BaseModel):
+    """An economy job's plan: when and where it runs, what it costs, and against what (README, Economy)."""
+
+    model_config = ConfigDict(extra="allow")
+    mode: Literal["deferred", "now"] = Field(description="deferred: waits for not_before; now: runs at once")
+    node: str | None = Field(None, description="the node it runs on (this one: jobs are not forwarded)")
+    not_before: str | None = Field(None, description="planned start, ISO 8601 with offset (deferred)")
+    finish: str | None = Field(None, description="planned finish (deferred)")
+    window: dict[str, str] | None = Field(None, description="start and end of the planned run")
+    deadline: str | None = None
+    cost: float | None = Field(None, description="planned cost")
+    baseline_cost: float | None = Field(None, description="cost of running it now on this node")
+    saving_percent: float | None = None
+    currency: str | None = None
+    earliest_finish: str | None = Field(None, description="now: the earliest finish possible (deadline unmet)")
+    earliest_cost: float | None = None
+    elsewhere: dict[str, Any] | None = Field(None, description="a cheaper plan on a peer, not used (no forwarding)")
+    planned_at: str | None = None
+
+
 class JobView(BaseModel):
     id: str
     kind: str
@@ -158,6 +178,8 @@ class JobView(BaseModel):
     timings: dict[str, float] = Field(description="unix time of every state reached")
     messages: list[MessageView]
     artifacts: list[ArtifactView]
+    not_before: float | None = Field(None, description="economy: unix time before which a scheduled job waits")
+    plan: EconomyPlanView | None = Field(None, description="economy: the plan (window, cost, saving)")
 
 
 class JobList(BaseModel):
@@ -277,6 +299,8 @@ def job_view(job: Any) -> dict[str, Any]:
             {"name": a.name, "digest": a.digest, "size": a.size, "content_type": a.content_type,
              "created_at": a.created_at} for a in job.artifacts
         ],
+        "not_before": job.not_before,
+        "plan": job.plan,
     }
 
 
@@ -518,11 +542,17 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
             digest = body.scene_ref
             if not await read(store.vault.has, digest):
                 raise APIError(422, f"body.scene_ref: no uploaded scene {digest} on this node (POST /v1/scenes)")
+        if body.options.deadline is not None and body.options.deadline.utcoffset() is None:
+            raise APIError(422, "body.options.deadline: give the time with its UTC offset, e.g. "
+                                "2025-03-30T18:00:00+02:00")
         options = body.options.model_dump(mode="json", exclude_none=True)
         job, created = await write(
             lambda: store.submit(body.kind, options=options, scene_digest=digest, priority=body.priority,
                                  idempotency_key=key))
         if created and pool is not None:
+            if body.priority == "economy" and getattr(pool, "planner", None) is not None:
+                await compute(pool.planner.plan)  # the answer already carries the plan
+                job = await read(store.get, job.id)
             pool.wake()
         return reply(request, job_view(job), status=201 if created else 200,
                      headers={"Location": f"/v1/jobs/{job.id}"})

@@ -3,6 +3,12 @@
 SIGINT and SIGTERM stop the server cleanly: uvicorn finishes open requests, the worker pool
 stops claiming, gives running jobs a few seconds, then puts the rest back in the queue, so a
 job is never left half-written. After a crash (kill -9) the next start does the same.
+
+Economy options: ``--economy-prices FILE`` prices this node's hours (a price file, see
+``engine.economy.prices``; default: the design's tariff in this machine's time zone, $TZ).
+``--economy-clock TIME`` (with ``--economy-clock-speed X``) runs the economy planner and the
+claiming of scheduled jobs on a simulated clock that starts at TIME and runs X times real speed:
+for demonstrations and tests ("a day in a minute"); everything else keeps real time.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +57,37 @@ class Node:
             self.lock.close()
 
 
+class SimulatedClock:
+    """Unix time that starts at ``start`` now and runs ``speed`` times as fast as real time."""
+
+    def __init__(self, start: float, speed: float = 1.0) -> None:
+        if not speed > 0:
+            raise ConfigError(f"the clock speed must be above 0, got {speed!r}", where="--economy-clock-speed")
+        self.start, self.speed, self._began = float(start), float(speed), time.time()
+
+    def __call__(self) -> float:
+        return self.start + (time.time() - self._began) * self.speed
+
+
+def economy_clock(start: str | None, speed: float = 1.0) -> Callable[[], float]:
+    """The clock of ``--economy-clock`` (ISO 8601 with offset) and its speed; real time without one."""
+    if start is None:
+        if speed != 1.0:
+            raise ConfigError("--economy-clock-speed needs --economy-clock", where="--economy-clock-speed")
+        return time.time
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{start!r} is not an ISO 8601 time", where="--economy-clock",
+                          hint="e.g. 2025-01-15T10:00:00+01:00") from None
+    if when.utcoffset() is None:
+        raise ConfigError("give the time with its UTC offset", where="--economy-clock",
+                          hint="e.g. 2025-01-15T10:00:00+01:00")
+    return SimulatedClock(when.timestamp(), speed)
+
+
 def _lock_data_dir(data_dir: Path) -> Any:
     """Hold an exclusive lock on the data folder: two nodes on one folder would steal each other's jobs.
 
@@ -69,23 +107,33 @@ def _lock_data_dir(data_dir: Path) -> Any:
     return handle
 
 
-def open_node(data_dir: Path, *, workers: int = 0, gpus: int = 0) -> Node:
-    """Open (or create) a node's data folder, identity, keys and token; recover jobs."""
+def open_node(data_dir: Path, *, workers: int = 0, gpus: int = 0, clock: Callable[[], float] = time.time,
+              economy_prices: Path | None = None) -> Node:
+    """Open (or create) a node's data folder, identity, keys and token; recover jobs.
+
+    ``clock`` is what the economy planner and the claiming of scheduled jobs take as now;
+    ``economy_prices`` a price file for this node's hours."""
     from engine.service.security import load_or_create_identity, load_or_create_token
     from engine.service.store import JobStore
     from engine.service.vault import Keyring, Vault
-    from engine.service.workers import WorkerPool
+    from engine.service.workers import EconomyPlanner, WorkerPool
 
+    tariff = None
+    if economy_prices is not None:
+        from engine.economy import load_tariff
+
+        tariff = load_tariff(economy_prices)
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ConfigError(f"cannot create the data folder ({exc.strerror or exc})", where=str(data_dir)) from None
     lock = _lock_data_dir(data_dir)
     identity, _ = load_or_create_identity(data_dir)
-    store = JobStore(data_dir, Vault(data_dir, Keyring(identity.node_id)))
+    store = JobStore(data_dir, Vault(data_dir, Keyring(identity.node_id)), clock=clock)
     requeued = store.recover()
     token, token_path = load_or_create_token()
-    pool = WorkerPool(store, data_dir, identity.node_id, workers=workers, gpus=gpus)
+    planner = EconomyPlanner(store, data_dir, tariff=tariff, gpus=max(1, gpus), clock=clock)
+    pool = WorkerPool(store, data_dir, identity.node_id, workers=workers, gpus=gpus, planner=planner)
     return Node(data_dir, store, pool, identity, token, token_path, requeued, lock)
 
 
@@ -120,6 +168,8 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     announce: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.time,
+    economy_prices: Path | None = None,
 ) -> int:
     """Run a node until SIGINT/SIGTERM. Returns the exit code."""
     import uvicorn
@@ -130,7 +180,7 @@ def serve(
     check_bind(host, tls_cert, tls_key)
     data_dir = Path(data_dir or default_data_dir()).expanduser().resolve()
     sock = bind_socket(host, port)
-    node = open_node(data_dir, workers=workers, gpus=gpus)
+    node = open_node(data_dir, workers=workers, gpus=gpus, clock=clock, economy_prices=economy_prices)
     app = create_app(node.store, node.pool, token=node.token, identity=node.identity,
                      max_upload=max_upload or DEFAULT_MAX_UPLOAD)
     scheme = "https" if tls_cert else "http"

@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -42,7 +43,7 @@ from engine.service.vault import Vault, is_digest
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class JobState(StrEnum):
@@ -120,8 +121,15 @@ _SCHEMA = (
     )""",
 )
 
+# version → statements that bring the schema from the version before to it (old rows stay readable)
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _SCHEMA,
+    2: ("ALTER TABLE jobs ADD COLUMN not_before REAL",  # economy: unix time before which it is not claimed
+        "ALTER TABLE jobs ADD COLUMN plan TEXT"),  # economy: the plan as JSON (node, window, cost, saving)
+}
+
 _JOB_COLUMNS = ("id, kind, state, stage, progress, priority, options, scene_digest, idempotency_key, created_at, "
-                "updated_at, attempts, error, cancel_requested")
+                "updated_at, attempts, error, cancel_requested, not_before, plan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +188,8 @@ class Job:
     transitions: tuple[tuple[str, float], ...]  # (state, unix time), in order, starting with "queued"
     messages: tuple[tuple[float, str], ...]
     artifacts: tuple[Artifact, ...]
+    not_before: float | None = None  # economy jobs: not claimed before this unix time (while scheduled)
+    plan: dict | None = None  # economy jobs: the economy plan (see ``JobStore.set_plan``)
 
     @property
     def terminal(self) -> bool:
@@ -211,6 +221,8 @@ class Job:
             "transitions": [{"state": state, "at": at} for state, at in self.transitions],
             "messages": [{"at": at, "text": text} for at, text in self.messages],
             "artifacts": [a.to_dict() for a in self.artifacts],
+            "not_before": self.not_before,
+            "plan": self.plan,
         }
 
 
@@ -275,17 +287,19 @@ class _LastProgress:
 class JobStore:
     """Jobs in ``data_dir/jobs.sqlite3``; scene and artifact bytes in ``vault`` (encrypted)."""
 
-    def __init__(self, data_dir: Path, vault: Vault) -> None:
+    def __init__(self, data_dir: Path, vault: Vault, *, clock: Callable[[], float] = time.time) -> None:
         self.data_dir = ensure_private_dir(Path(data_dir), tighten=False)
         self.vault = vault
+        self.clock = clock  # unix time against which scheduled jobs' ``not_before`` is checked
         self._db = Database(self.data_dir / "jobs.sqlite3")
         self._last_progress: dict[str, _LastProgress] = {}
         self._progress_lock = threading.Lock()
         with self._db.write(durable=True) as conn:
             found = check_schema(conn, "schema_version", SCHEMA_VERSION, self._db.path)
             if found < SCHEMA_VERSION:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[version]:
+                        conn.execute(statement)
                 set_schema(conn, "schema_version", SCHEMA_VERSION)
 
     # -- reading --------------------------------------------------------------------------------
@@ -317,13 +331,15 @@ class JobStore:
                 artifacts[job_id].append(Artifact(name, digest, size, content_type, created_at))
         jobs = []
         for (job_id, kind, state, stage, progress, priority, options, scene_digest, idem, created_at, updated_at,
-             attempts, error, cancel_requested) in rows:
+             attempts, error, cancel_requested, not_before, plan) in rows:
             jobs.append(Job(
                 id=job_id, kind=kind, state=JobState(state), stage=stage, progress=float(progress), priority=priority,
                 options=json.loads(options), scene_digest=scene_digest, idempotency_key=idem,
                 created_at=created_at, updated_at=updated_at, attempts=int(attempts), error=error,
                 cancel_requested=bool(cancel_requested), transitions=tuple(transitions[job_id]),
                 messages=tuple(messages[job_id]), artifacts=tuple(artifacts[job_id]),
+                not_before=None if not_before is None else float(not_before),
+                plan=None if plan is None else json.loads(plan),
             ))
         return jobs
 
@@ -382,7 +398,7 @@ class JobStore:
 
     def _move(self, conn: sqlite3.Connection, job_id: str, current: JobState, state: JobState, now: float, *,
               stage: str | None = None, error: str | None = None, message: str | None = None,
-              claim: bool = False) -> None:
+              claim: bool = False, details: dict[str, Any] | None = None) -> None:
         """Change state (already validated) and record the "state" event (and a "message" one)."""
         sets = ["state = ?", "updated_at = ?"]
         args: list[Any] = [state.value, now]
@@ -402,6 +418,7 @@ class JobStore:
             data["stage"] = _clip(stage)
         if error is not None:
             data["error"] = _clip(error)
+        data.update(details or {})
         self._event(conn, job_id, "state", data, now)
         if message:
             self._event(conn, job_id, "message", {"text": _clip(message)}, now)
@@ -490,39 +507,87 @@ class JobStore:
         return job
 
     def claim_next(self, *, kinds: set[str] | None = None, gpu_kinds: set[str] = frozenset(),
-                   gpu_busy: bool = False) -> Job | None:
+                   gpu_busy: bool = False, planned_economy_only: bool = False) -> Job | None:
         """Atomically take the next queued job and move it to running (attempts + 1); None if there is none.
 
         "now" jobs before "economy" ones, oldest first; ``kinds`` limits the kinds taken (None: all),
-        and ``gpu_kinds`` are skipped while ``gpu_busy``. Safe across threads and processes: each job
-        is claimed exactly once.
+        and ``gpu_kinds`` are skipped while ``gpu_busy``. A scheduled job is taken only once its
+        ``not_before`` has passed on the store's clock (never when it has none); with
+        ``planned_economy_only``, a queued economy job only once it has a plan (the economy planner
+        has seen it). Safe across threads and processes: each job is claimed exactly once.
         """
         if kinds is not None and not kinds:
             return None
-        clauses, args = ["state = ?"], [JobState.QUEUED.value]
+        now = time.time()
+        queued = "state = ?" + (" AND (priority <> 'economy' OR plan IS NOT NULL)" if planned_economy_only else "")
+        clauses = [f"(({queued}) OR (state = ? AND not_before IS NOT NULL AND not_before <= ?))"]
+        args: list[Any] = [JobState.QUEUED.value, JobState.SCHEDULED.value, float(self.clock())]
         if kinds is not None:
             clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
             args.extend(sorted(kinds))
         if gpu_busy and gpu_kinds:
             clauses.append(f"kind NOT IN ({','.join('?' * len(gpu_kinds))})")
             args.extend(sorted(gpu_kinds))
-        query = (f"SELECT id, cancel_requested FROM jobs WHERE {' AND '.join(clauses)} "
+        query = (f"SELECT id, state, cancel_requested FROM jobs WHERE {' AND '.join(clauses)} "
                  "ORDER BY CASE priority WHEN 'now' THEN 0 ELSE 1 END, created_at, rowid LIMIT 1")
-        now = time.time()
         with self._db.write(durable=True) as conn:
             while True:
                 row = conn.execute(query, args).fetchone()
                 if row is None:
                     return None
-                job_id, cancel_requested = row
+                job_id, state, cancel_requested = row
                 if cancel_requested:  # re-queued after a cancel was asked for: finish the cancel instead
-                    self._move(conn, job_id, JobState.QUEUED, JobState.CANCELLED, now, message="cancelled")
+                    self._move(conn, job_id, JobState(state), JobState.CANCELLED, now, message="cancelled")
                     continue
-                self._move(conn, job_id, JobState.QUEUED, JobState.RUNNING, now, claim=True)
+                self._move(conn, job_id, JobState(state), JobState.RUNNING, now, claim=True)
                 job = self._load(conn, job_id)
                 break
         log.info("job %s (%s) claimed, attempt %d", job.id, job.kind, job.attempts)
         return job
+
+    def set_plan(self, job_id: str, plan: dict[str, Any], *, not_before: float | None, message: str,
+                 details: dict[str, Any] | None = None) -> Job | None:
+        """Record an economy plan for a waiting job; None (nothing changed) if it is no longer waiting.
+
+        With ``not_before`` the job becomes (or stays) scheduled: not claimed before that unix time.
+        Without, it is (or goes back to) queued, to run as soon as a worker is free. A state event
+        (with ``details``: not_before, node, cost, ...) and ``message`` are recorded whenever the
+        state, the start time or the node changes; a plan that only re-prices the same window is
+        stored silently.
+        """
+        now = time.time()
+        plan_json = json.dumps(plan, sort_keys=True, allow_nan=False, ensure_ascii=False)
+        with self._db.write(durable=True) as conn:
+            row = conn.execute("SELECT state, not_before, plan FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"no job {job_id!r}", where=str(job_id)[:80])
+            current = JobState(row[0])
+            if current not in (JobState.QUEUED, JobState.SCHEDULED):
+                return None
+            state = JobState.QUEUED if not_before is None else JobState.SCHEDULED
+            old_node = json.loads(row[2]).get("node") if row[2] else None
+            same = (state is current and row[1] == not_before and old_node == plan.get("node")
+                    and row[2] is not None)
+            conn.execute("UPDATE jobs SET not_before = ?, plan = ?, updated_at = ? WHERE id = ?",
+                         (not_before, plan_json, now, job_id))
+            if not same:
+                if state is current and state is JobState.QUEUED:
+                    self._event(conn, job_id, "message", {"text": _clip(message)}, now)
+                else:
+                    self._move(conn, job_id, current, state, now, message=message, details=details)
+            job = self._load(conn, job_id)
+        if not same:
+            log.info("job %s: %s", job_id, message)
+        return job
+
+    def waiting_economy(self) -> list[Job]:
+        """Economy jobs that wait for the planner: scheduled ones, and queued ones it has not planned yet."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE priority = 'economy' AND cancel_requested = 0 AND "
+                "(state = ? OR (state = ? AND plan IS NULL)) ORDER BY created_at, rowid",
+                (JobState.SCHEDULED.value, JobState.QUEUED.value)).fetchall()
+            return self._jobs_from_rows(conn, rows)
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a job: queued or scheduled ones at once; running or verifying ones are flagged
@@ -562,6 +627,8 @@ class JobStore:
                     self._move(conn, job_id, current, JobState.FAILED, now,
                                error=f"the engine stopped {attempts} times while running this job")
                 else:
+                    if current is JobState.SCHEDULED:  # its plan is re-made by the economy planner
+                        conn.execute("UPDATE jobs SET not_before = NULL, plan = NULL WHERE id = ?", (job_id,))
                     self._move(conn, job_id, current, JobState.QUEUED, now, message=REQUEUED_MESSAGE)
                 touched.append(job_id)
         if touched:

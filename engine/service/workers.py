@@ -5,6 +5,16 @@ job to running atomically) and hands them to a pool of spawned processes. Each w
 its own store on the same data folder (SQLite in WAL mode takes writers from several
 processes), runs the pipeline, and records the outcome. At most one GPU-bound job runs per GPU.
 A worker that dies takes its job back to the queue (three tries, then the job fails).
+
+``economy`` jobs are deferred: the :class:`EconomyPlanner` plans every waiting economy job with
+the economy scheduler (:func:`engine.economy.plan_deferral`) over this node's pool (the local
+node, plus the peers enrolled in ``trust.sqlite3``) whenever that set of jobs or the pool
+changes, or a job finishes. A job gets a start time (state ``scheduled``; ``claim_next`` does
+not hand it out before its ``not_before``) or, when waiting would miss its deadline, goes to run
+now with a message saying why. Work is estimated from the job's scene (analysis cached per scene
+and routing options); kinds without a work model count as ``DEFAULT_WORK_HOURS``. Jobs are not
+forwarded to peers: a cheaper plan on a peer is only reported in the job's message. The
+dispatcher plans before it claims, and never claims an economy job the planner has not seen.
 """
 
 from __future__ import annotations
@@ -15,12 +25,15 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from engine.errors import InputError
+from engine.errors import InputError, OptimizerError
 from engine.service.pipelines import REGISTRY, JobCancelled, JobContext, load_pipeline_modules, pipeline
 
 log = logging.getLogger(__name__)
@@ -117,6 +130,149 @@ def execute_job(data_dir: str, node_id: str, job_id: str, attempt: int) -> str:
 # ----------------------------------------------------------------------------- server side
 
 
+class EconomyPlanner:
+    """Plans the node's waiting economy jobs (see the module docstring); thread-safe.
+
+    ``clock`` (unix time, default the store's) is what "now" means for planning; ``tariff`` and
+    ``timezone`` price the local node (defaults: the design's tariff, this machine's zone);
+    ``gpus`` is how many jobs it runs at once in a plan.
+    """
+
+    def __init__(self, store: Any, data_dir: Path, *, tariff: Any = None, timezone: str | None = None,
+                 gpus: int = 1, clock: Callable[[], float] | None = None) -> None:
+        from engine.economy import DEFAULT_TARIFF, local_timezone
+
+        self.store = store
+        self.data_dir = Path(data_dir)
+        self.tariff = tariff or DEFAULT_TARIFF
+        self.timezone = timezone or local_timezone()
+        self.gpus = max(1, gpus)
+        self.clock = clock or getattr(store, "clock", time.time)
+        self._lock = threading.Lock()
+        self._signature: tuple | None = None
+        self._analyses: dict[str, Any] = {}
+        self._registry: Any = None
+
+    def pool(self) -> Any:
+        """The local node and the enrolled peers (when the node has a trust database)."""
+        from engine.economy import Node, Pool, nodes_from_peers
+        from engine.economy.pool import TIERS
+
+        local = Node("local", self.timezone, TIERS["rtx4090"], gpus=self.gpus, tariff=self.tariff, local=True)
+        peers: list[Any] = []
+        if (self.data_dir / "trust.sqlite3").exists():
+            try:
+                if self._registry is None:
+                    from engine.trust.peers import PeerRegistry
+
+                    self._registry = PeerRegistry(self.data_dir)
+                peers = nodes_from_peers(self._registry.list(), self.timezone, self.tariff)
+            except OptimizerError as exc:
+                log.warning("economy planning without peers: %s", exc)
+        return Pool((local, *peers))
+
+    def plan(self, *, force: bool = False) -> int:
+        """Plan the waiting economy jobs if they or the pool changed (always with ``force``); returns
+        how many decisions were recorded."""
+        with self._lock:
+            waiting = self.store.waiting_economy()
+            if not waiting:
+                self._signature = None
+                return 0
+            pool = self.pool()
+            signature = (tuple(j.id for j in waiting), tuple(n.name for n in pool.nodes))
+            if not force and signature == self._signature:
+                return 0
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            try:
+                decisions = self._decide(waiting, pool, now)
+            except Exception as exc:  # a planning failure must not leave jobs waiting for ever
+                log.exception("economy planning failed")
+                decisions = None
+                for job in waiting:
+                    self.store.set_plan(job.id, {"mode": "now", "error": str(exc)}, not_before=None,
+                                        message=f"economy: could not be planned ({exc}); it runs now")
+            self._signature = signature
+            for decision in decisions or []:
+                not_before = None if decision.run_now else decision.not_before.timestamp()
+                details = {k: decision.plan.get(k) for k in ("not_before", "node", "cost", "saving_percent")
+                           if k in decision.plan}
+                self.store.set_plan(decision.job_id, decision.plan, not_before=not_before,
+                                    message=decision.message, details=details)
+            return len(waiting)
+
+    def _decide(self, waiting: list[Any], pool: Any, now: datetime) -> list[Any]:
+        from engine.economy import DEFAULT_DEADLINE, Waiting, parse_deadline, plan_deferral
+
+        items = []
+        for job in waiting:
+            deadline = None
+            given = (job.plan or {}).get("deadline") or job.options.get("deadline")  # a re-plan keeps the first
+            if given:
+                try:
+                    deadline = parse_deadline(str(given), now, where=f"job {job.id}: deadline")
+                except InputError as exc:
+                    log.warning("%s; planned with the default deadline", exc)
+            items.append(Waiting(job.id, self.work(job), deadline or now + DEFAULT_DEADLINE, job.kind))
+        return plan_deferral(items, pool, now)
+
+    def work(self, job: Any) -> float:
+        """Reference GPU-hours of a job, from its scene's analysis (``DEFAULT_WORK_HOURS`` without a model)."""
+        from engine.economy import DEFAULT_WORK_HOURS, Calibration, estimate_work, jobs_from_analysis
+        from engine.economy.work import BAKE_DEFAULTS, SPLAT_DEFAULTS
+
+        if job.kind not in ("bake", "splat", "optimize") or job.scene_digest is None:
+            return DEFAULT_WORK_HOURS
+        try:
+            result = self._analysis(job)
+            try:
+                calibration = Calibration.open(self.data_dir)
+            except OptimizerError:
+                calibration = Calibration()
+            params = dict(job.options.get("params") or {})
+
+            def settings(raw: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+                raw = raw if isinstance(raw, dict) else {}
+                return {k: v for k, v in raw.items() if k in defaults and isinstance(v, (int, float))}
+
+            if job.kind == "optimize":
+                jobs, _ = jobs_from_analysis(result, datetime.now(UTC), "auto", calibration, 1.0,
+                                             {"bake": settings(params.get("bake"), BAKE_DEFAULTS),
+                                              "splat": settings(params.get("splat"), SPLAT_DEFAULTS)})
+                return float(sum(j.work for j in jobs))
+            defaults = BAKE_DEFAULTS if job.kind == "bake" else SPLAT_DEFAULTS
+            return estimate_work(result.features, result.plan, job.kind, calibration, 1.0,
+                                 **settings(params, defaults)).reference_hours
+        except Exception as exc:  # no estimate is no reason to lose the job: plan it as a small one
+            log.warning("job %s: no work estimate (%s); planned as %.2f GPU-hours", job.id, exc, DEFAULT_WORK_HOURS)
+            return DEFAULT_WORK_HOURS
+
+    def _analysis(self, job: Any) -> Any:
+        """The routing analysis of the job's scene, cached per scene digest and routing options."""
+        import json
+
+        from engine.route import analyze_and_plan
+        from engine.scene import wire
+        from engine.scene.model import Scene
+        from engine.service.pipelines import policy_from_options
+
+        options = job.options
+        key = json.dumps([job.scene_digest, options.get("mode"), options.get("overrides"), options.get("routes")],
+                         sort_keys=True)
+        if key not in self._analyses:
+            if len(self._analyses) > 256:
+                self._analyses.clear()
+            scene = wire.decode(self.store.load_scene(job.scene_digest), expect=Scene)
+            self._analyses[key] = analyze_and_plan(scene, policy_from_options(options),
+                                                   overrides=options.get("routes") or {})
+        return self._analyses[key]
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+
 @dataclass
 class _Running:
     job_id: str
@@ -128,7 +284,7 @@ class WorkerPool:
     """Claims queued jobs and runs them in ``workers`` processes (``gpus`` GPU slots, at least 1)."""
 
     def __init__(self, store, data_dir: Path, node_id: str, *, workers: int = 0, gpus: int = 0,
-                 config_dir: Path | None = None) -> None:
+                 config_dir: Path | None = None, planner: EconomyPlanner | None = None) -> None:
         from engine.service.security import config_dir as default_config_dir
 
         self.store = store
@@ -138,6 +294,8 @@ class WorkerPool:
         self.gpu_slots = max(1, gpus)
         self.config_dir = Path(config_dir or default_config_dir())
         self.modules = load_pipeline_modules()
+        self.planner = planner or EconomyPlanner(store, self.data_dir, gpus=self.gpu_slots)
+        self._replan = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._running: dict[str, _Running] = {}
@@ -186,6 +344,7 @@ class WorkerPool:
         requeued = self.store.recover()
         if requeued:
             log.warning("re-queued %d running job(s) at shutdown: %s", len(requeued), ", ".join(requeued))
+        self.planner.close()
         return requeued
 
     @property
@@ -206,12 +365,16 @@ class WorkerPool:
                 self._wake.clear()
 
     def _dispatch_one(self) -> bool:
+        force = self._replan.is_set()
+        self._replan.clear()
+        self.planner.plan(force=force)
         with self._lock:
             if len(self._running) >= self.workers:
                 return False
             gpu_busy = sum(r.gpu for r in self._running.values()) >= self.gpu_slots
         gpu_kinds = {kind for kind, spec in REGISTRY.items() if spec.gpu}
-        job = self.store.claim_next(kinds=set(REGISTRY), gpu_kinds=gpu_kinds, gpu_busy=gpu_busy)
+        job = self.store.claim_next(kinds=set(REGISTRY), gpu_kinds=gpu_kinds, gpu_busy=gpu_busy,
+                                    planned_economy_only=True)
         if job is None:
             return False
         executor = self._executor
@@ -227,6 +390,7 @@ class WorkerPool:
     def _finished(self, job_id: str, future: Future) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+        self._replan.set()  # a finished job may free the node earlier than planned: plan again
         self._wake.set()
         if future.cancelled() or self._stopping.is_set():
             return
