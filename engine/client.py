@@ -66,6 +66,8 @@ class JobInfo:
     messages: tuple[str, ...]
     artifacts: tuple[Artifact, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    not_before: float | None = None  # economy jobs: unix time before which a scheduled job waits
+    plan: dict[str, Any] | None = None  # economy jobs: node, window, cost, saving
 
     @property
     def finished(self) -> bool:
@@ -82,6 +84,7 @@ class JobInfo:
             artifacts=tuple(Artifact(a["name"], a["digest"], int(a["size"]), a["content_type"])
                             for a in data.get("artifacts", [])),
             options=dict(data.get("options", {})),
+            not_before=data.get("not_before"), plan=data.get("plan"),
         )
 
 
