@@ -193,28 +193,22 @@ def bake_result_views(folder: Path) -> list[str]:
     import numpy as np
     from PIL import Image
 
-    from engine.bake.output import read_exr, srgb_encode
+    from engine.bake.output import read_exr
     from engine.bake.pipeline import read_corner_uvs
-    from engine.render.lightmapped import render_lightmapped
-    from engine.render.views import to_straight
     from engine.scene.io import load_scene
     from engine.splat.rig import CameraRig
+    from engine.trust.verify import lightmapped_views
 
     rig = CameraRig.from_dict(json.loads((folder / "references" / "cameras.json").read_text()))
     corner_uvs = read_corner_uvs(folder / "lightmap_uv.npz")
     atlases = [read_exr(folder / "lightmaps" / f"atlas_{k}.exr")
                for k in range(1 + max((atlas for atlas, _ in corner_uvs.values()), default=-1))]
-    views = np.asarray(rig.test, np.int64)
-    shown = render_lightmapped(load_scene(folder / "scene.glb"), corner_uvs, atlases, rig.viewmats[views],
-                               rig.Ks[views], rig.width, rig.height, aa=4, seed=0, device="cpu")
-    straight = to_straight(shown.rgba)
-    alpha = np.clip(straight[..., 3:], 0.0, 1.0)
-    over_white = srgb_encode(np.clip(straight[..., :3], 0.0, 1.0)) * alpha + (1.0 - alpha)
+    shown = lightmapped_views(load_scene(folder / "scene.glb"), corner_uvs, atlases, rig, rig.test)
     (folder / "views").mkdir(exist_ok=True)
     files = []
-    for i, view in enumerate(views):
-        path = folder / "views" / f"view_{int(view)}.png"
-        Image.fromarray((np.clip(over_white[i], 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    for view, image in shown.items():
+        path = folder / "views" / f"view_{view}.png"
+        Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
         files.append(str(path.relative_to(folder)))
     return files
 

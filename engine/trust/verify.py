@@ -171,10 +171,8 @@ register_renderer("splat", ("splat.ply", "cameras.json"), render_splat)
 def render_bake(artifact_dir: Path, rig: Any, view_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """Re-render a bake at ``view_ids`` of ``rig`` on the CPU as a real-time engine shows it (``scene.glb`` lit by
     ``atlas_<k>.exr`` at the corner UVs of ``lightmap_uv.npz``), sRGB over white like the reference views."""
-    from engine.bake.output import read_exr, srgb_encode
+    from engine.bake.output import read_exr
     from engine.bake.pipeline import read_corner_uvs
-    from engine.render.lightmapped import render_lightmapped
-    from engine.render.views import to_straight
     from engine.scene.io import load_scene
 
     folder = Path(artifact_dir)
@@ -188,6 +186,17 @@ def render_bake(artifact_dir: Path, rig: Any, view_ids: Sequence[int]) -> dict[i
             raise InputError(f"the bake has no lightmap atlas_{k}.exr, which its lightmap UVs use",
                              where="verification task.files", hint="send every lightmaps/atlas_<k>.exr of the bake")
         atlases.append(read_exr(path))
+    return lightmapped_views(scene, corner_uvs, atlases, rig, view_ids)
+
+
+def lightmapped_views(scene: Any, corner_uvs: Any, atlases: Sequence[np.ndarray], rig: Any,
+                      view_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """A baked scene as a real-time engine shows it from ``view_ids`` of ``rig`` (CPU, 4 rays a pixel,
+    seed 0): {view: sRGB over white (H, W, 3) float32}."""
+    from engine.bake.output import srgb_encode
+    from engine.render.lightmapped import render_lightmapped
+    from engine.render.views import to_straight
+
     views = np.asarray(list(view_ids), np.int64)
     result = render_lightmapped(scene, corner_uvs, atlases, rig.viewmats[views], rig.Ks[views], rig.width,
                                 rig.height, aa=4, seed=0, device="cpu")
