@@ -128,6 +128,8 @@ def _build_parser() -> argparse.ArgumentParser:
                             "(ISO 8601 with offset), for demos and tests")
     serve.add_argument("--economy-clock-speed", type=float, default=1.0, metavar="X",
                        help="the simulated clock runs X times real speed (default 1)")
+    serve.add_argument("--no-forward", action="store_true",
+                       help="never forward economy jobs to enrolled peers (a cheaper peer is only reported)")
 
     peer = commands.add_parser("peer", help="run a verifier node: `serve` on port 8771, printing the identity "
                                             "to enrol it with")
@@ -500,7 +502,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  max_upload=args.max_upload * 1024 * 1024, tls_cert=args.tls_cert, tls_key=args.tls_key,
                  announce=lambda line: print(line, flush=True),
                  clock=economy_clock(args.economy_clock, args.economy_clock_speed),
-                 economy_prices=args.economy_prices)
+                 economy_prices=args.economy_prices, forward=not args.no_forward)
 
 
 def cmd_peer(args: argparse.Namespace) -> int:

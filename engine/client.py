@@ -2,6 +2,9 @@
 
 Talks msgpack to the node, retries on connection errors with backoff (submissions carry an
 idempotency key, so a retried submit never makes a second job), and returns typed results.
+A node talking to an enrolled peer (forwarding a job) signs each request with its identity key
+(``signer=(node_id, private_key)``, see :func:`engine.trust.verify.sign_request`) instead of
+sending a bearer token.
 """
 
 from __future__ import annotations
@@ -111,9 +114,10 @@ class EngineClient:
     """A client of one engine node."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.25) -> None:
+                 retries: int = 3, backoff: float = 0.25, signer: tuple[str, Any] | None = None) -> None:
         self.url = (url or os.environ.get("OPTIMIZER_URL") or DEFAULT_URL).rstrip("/")
-        self.token = token if token is not None else default_token()
+        self.signer = signer  # (node id, Ed25519 private key): sign requests instead of sending a token
+        self.token = token if token is not None or signer is not None else default_token()
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -139,6 +143,11 @@ class EngineClient:
         elif raw is not None:
             data = raw
             send_headers["Content-Type"] = MSGPACK
+        if self.signer is not None:
+            from engine.trust.verify import sign_request
+
+            node_id, key = self.signer
+            send_headers.update(sign_request(key, node_id, method, path, data or b""))
         url = f"{self.url}{path}"
         for attempt in range(self.retries + 1):
             try:
@@ -176,10 +185,11 @@ class EngineClient:
         return self._decode(self._request("POST", "/v1/analyze", body=body))
 
     def upload_scene(self, scene: Any) -> str:
-        """Upload a Scene once; returns the reference jobs can name."""
+        """Upload a Scene (or its wire bytes) once; returns the reference jobs can name."""
         from engine.scene import wire
 
-        return self._decode(self._request("POST", "/v1/scenes", raw=wire.encode(scene)))["scene_ref"]
+        raw = bytes(scene) if isinstance(scene, (bytes, bytearray)) else wire.encode(scene)
+        return self._decode(self._request("POST", "/v1/scenes", raw=raw))["scene_ref"]
 
     def upload_views(self, views: Any) -> str:
         """Upload client-rendered reference views (:class:`engine.splat.references.ReferenceViews`);

@@ -6,10 +6,11 @@ window, cost, run-now baseline and saving, or "run now" with the reason when its
 be met by waiting (never silently late: the message gives the earliest possible finish and its
 cost, as :class:`DeadlineInfeasible` words it).
 
-What actually runs is the plan on the **local node alone**: the service does not forward jobs to
-peers. When the whole pool (with peers) has a cheaper plan that puts a job on a peer, the
-decision says so ("would run on <peer> at <time>") and the job still runs here, in the local
-window.
+Each decision is the plan on the **local node alone**. When the whole pool (with peers) has a
+cheaper plan that puts a job on a peer, the decision's ``plan["elsewhere"]`` names that peer and
+its start: the service forwards the job there when that start is now (and the peer can be
+reached); otherwise the job runs here, in the local window, and the message says so ("would run
+on <peer> at <time>, but it is not forwarded there").
 
 Jobs run whole and without pausing in the service (a worker cannot suspend a job at a
 checkpoint), so every job is planned as indivisible. The slot grid is anchored at the start of
@@ -106,7 +107,7 @@ def plan_deferral(waiting: Sequence[Waiting], pool: Pool, now: datetime, *,
             plan["elsewhere"] = {"node": peer.node, "start": _iso(max(peer.start, now), tz),
                                  "cost": round(other.cost * keep_all, 4)}
             message += (f"; the pool's cheapest plan would run on {peer.node} at {plan['elsewhere']['start']} "
-                        f"({plan['elsewhere']['cost']:.2f} {currency}), but jobs are not forwarded to peers: "
+                        f"({plan['elsewhere']['cost']:.2f} {currency}), but it is not forwarded there: "
                         "it runs here")
         decisions.append(Decision(a.job.id, start, plan, message))
     for unmet in here.unmet:

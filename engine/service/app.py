@@ -3,7 +3,8 @@
 Bodies travel as JSON or msgpack, chosen by Content-Type (requests) and Accept (responses).
 A scene travels in the wire codec's form: the JSON envelope inside a JSON body, or the msgpack
 message as bytes inside a msgpack body. Everything but /v1/health needs the node's bearer
-token. Bad input gets 4xx with a ``detail`` that names the field; nothing reaches the user as
+token; the routes a forwarded job uses (upload a scene, submit, follow a job, fetch its artifacts)
+and /v1/verify also take a request signed by a node on this node's peer allowlist. Bad input gets 4xx with a ``detail`` that names the field; nothing reaches the user as
 a traceback, and no request can take the server down.
 """
 
@@ -144,8 +145,9 @@ class EconomyPlanView(BaseModel):
     """An economy job's plan: when and where it runs, what it costs, and against what (README, Economy)."""
 
     model_config = ConfigDict(extra="allow")
-    mode: Literal["deferred", "now"] = Field(description="deferred: waits for not_before; now: runs at once")
-    node: str | None = Field(None, description="the node it runs on (this one: jobs are not forwarded)")
+    mode: Literal["deferred", "now", "forwarded"] = Field(
+        description="deferred: waits for not_before; now: runs at once; forwarded: runs on the peer named in node")
+    node: str | None = Field(None, description="the node it runs on (local, or the peer it was forwarded to)")
     not_before: str | None = Field(None, description="planned start, ISO 8601 with offset (deferred)")
     finish: str | None = Field(None, description="planned finish (deferred)")
     window: dict[str, str] | None = Field(None, description="start and end of the planned run")
@@ -409,6 +411,26 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
 
     guarded = [Depends(authorized)]
 
+    async def signed_by(request: Request) -> str | None:
+        """The enrolled peer that signed this request (see /v1/verify), or None."""
+        from engine.trust.verify import check_signed_request
+
+        raw = await request.body()
+        _, registry = await read(_peer_state)
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return await read(check_signed_request, dict(request.headers), request.method, path, raw, registry)
+
+    async def token_or_peer(request: Request,
+                            credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        """The node's bearer token, or a request signed by an enrolled peer (a job it forwards here)."""
+        presented = credentials.credentials if credentials is not None else None
+        if not check_token(token, presented) and await signed_by(request) is None:
+            raise APIError(401, "send the node's bearer token, or sign the request with a key this node has "
+                                "enrolled (`optimizer peers add` on this node)",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    peer_guarded = [Depends(token_or_peer)]
+
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
@@ -485,7 +507,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
             scene = await compute(_stored_scene, store, body.scene_ref)
         return reply(request, await compute(_quote, body, scene, policy, store.data_dir))
 
-    @app.post("/v1/scenes", dependencies=guarded, response_model=SceneUploaded, status_code=201, responses=ERRORS,
+    @app.post("/v1/scenes", dependencies=peer_guarded, response_model=SceneUploaded, status_code=201, responses=ERRORS,
               openapi_extra={"requestBody": {"required": True, "content": {
                   MSGPACK: {"schema": {"type": "string", "format": "binary"}},
                   "application/json": {"schema": {"type": "object", "description": "wire JSON envelope"}}}}},
@@ -521,7 +543,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         return reply(request, {"views_ref": digest, "views": rig.count, "width": rig.width, "height": rig.height,
                                "bytes": size}, status=201)
 
-    @app.post("/v1/jobs", dependencies=guarded, response_model=JobView, status_code=201, responses=ERRORS,
+    @app.post("/v1/jobs", dependencies=peer_guarded, response_model=JobView, status_code=201, responses=ERRORS,
               openapi_extra=body_of(JobRequest), tags=["jobs"])
     async def submit(request: Request) -> Response:
         body = validated(JobRequest, await read_body(request))
@@ -568,7 +590,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
             lambda: store.list(state=JobState(state) if state else None, limit=limit, offset=offset))
         return reply(request, {"jobs": [job_view(j) for j in jobs]})
 
-    @app.get("/v1/jobs/{job_id}", dependencies=guarded, response_model=JobView, responses=ERRORS, tags=["jobs"])
+    @app.get("/v1/jobs/{job_id}", dependencies=peer_guarded, response_model=JobView, responses=ERRORS, tags=["jobs"])
     async def get_job(request: Request, job_id: str) -> Response:
         return reply(request, job_view(await read(store.get, job_id)))
 
@@ -576,7 +598,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
     async def cancel_job(request: Request, job_id: str) -> Response:
         return reply(request, job_view(await write(store.request_cancel, job_id)))
 
-    @app.get("/v1/jobs/{job_id}/events", dependencies=guarded, responses=ERRORS, tags=["jobs"],
+    @app.get("/v1/jobs/{job_id}/events", dependencies=peer_guarded, responses=ERRORS, tags=["jobs"],
              response_class=StreamingResponse,
              openapi_extra={"responses": {"200": {"description": "server-sent events: state, progress, message, "
                                                                  "artifact; ends when the job ends",
@@ -588,7 +610,7 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
         return StreamingResponse(_event_stream(request, store, job_id, start, TERMINAL),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/v1/jobs/{job_id}/artifacts/{name}", dependencies=guarded, responses=ERRORS, tags=["jobs"],
+    @app.get("/v1/jobs/{job_id}/artifacts/{name}", dependencies=peer_guarded, responses=ERRORS, tags=["jobs"],
              response_class=Response,
              openapi_extra={"responses": {"200": {"description": "the artifact's bytes",
                                                   "content": {"application/octet-stream": {
@@ -622,17 +644,11 @@ def create_app(store: Any, pool: Any = None, *, token: str, identity: Any, max_u
                           ) -> Response:
         """Re-check a result as a verifier and answer a signed vote. Allowed with the node's bearer token, or
         signed (X-Optimizer-Node/-Timestamp/-Signature) by a coordinator on this node's peer allowlist."""
-        from engine.trust.verify import VerificationTask, check_signed_request
+        from engine.trust.verify import VerificationTask
 
+        await token_or_peer(request, credentials)
         raw = await request.body()
-        verifier, registry = await read(_peer_state)
-        presented = credentials.credentials if credentials is not None else None
-        if not check_token(token, presented):
-            signer = await read(check_signed_request, dict(request.headers), "POST", "/v1/verify", raw, registry)
-            if signer is None:
-                raise APIError(401, "send the node's bearer token, or sign the request with a key this node has "
-                                    "enrolled (`optimizer peers add` on this node)",
-                               headers={"WWW-Authenticate": "Bearer"})
+        verifier, _ = await read(_peer_state)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in (*MSGPACK_TYPES, "application/octet-stream"):
             raise APIError(415, f"content-type: send the task as {MSGPACK}")

@@ -108,11 +108,12 @@ def _lock_data_dir(data_dir: Path) -> Any:
 
 
 def open_node(data_dir: Path, *, workers: int = 0, gpus: int = 0, clock: Callable[[], float] = time.time,
-              economy_prices: Path | None = None) -> Node:
+              economy_prices: Path | None = None, forward: bool = True) -> Node:
     """Open (or create) a node's data folder, identity, keys and token; recover jobs.
 
     ``clock`` is what the economy planner and the claiming of scheduled jobs take as now;
-    ``economy_prices`` a price file for this node's hours."""
+    ``economy_prices`` a price file for this node's hours; ``forward`` lets the economy planner
+    forward jobs to enrolled peers whose cheap window is now."""
     from engine.service.security import load_or_create_identity, load_or_create_token
     from engine.service.store import JobStore
     from engine.service.vault import Keyring, Vault
@@ -132,7 +133,7 @@ def open_node(data_dir: Path, *, workers: int = 0, gpus: int = 0, clock: Callabl
     store = JobStore(data_dir, Vault(data_dir, Keyring(identity.node_id)), clock=clock)
     requeued = store.recover()
     token, token_path = load_or_create_token()
-    planner = EconomyPlanner(store, data_dir, tariff=tariff, gpus=max(1, gpus), clock=clock)
+    planner = EconomyPlanner(store, data_dir, tariff=tariff, gpus=max(1, gpus), clock=clock, forward=forward)
     pool = WorkerPool(store, data_dir, identity.node_id, workers=workers, gpus=gpus, planner=planner)
     return Node(data_dir, store, pool, identity, token, token_path, requeued, lock)
 
@@ -170,6 +171,7 @@ def serve(
     announce: Callable[[str], None] = print,
     clock: Callable[[], float] = time.time,
     economy_prices: Path | None = None,
+    forward: bool = True,
 ) -> int:
     """Run a node until SIGINT/SIGTERM. Returns the exit code."""
     import uvicorn
@@ -180,7 +182,8 @@ def serve(
     check_bind(host, tls_cert, tls_key)
     data_dir = Path(data_dir or default_data_dir()).expanduser().resolve()
     sock = bind_socket(host, port)
-    node = open_node(data_dir, workers=workers, gpus=gpus, clock=clock, economy_prices=economy_prices)
+    node = open_node(data_dir, workers=workers, gpus=gpus, clock=clock, economy_prices=economy_prices,
+                     forward=forward)
     app = create_app(node.store, node.pool, token=node.token, identity=node.identity,
                      max_upload=max_upload or DEFAULT_MAX_UPLOAD)
     scheme = "https" if tls_cert else "http"

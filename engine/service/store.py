@@ -580,6 +580,23 @@ class JobStore:
             log.info("job %s: %s", job_id, message)
         return job
 
+    def start_forwarded(self, job_id: str, plan: dict[str, Any], *, message: str,
+                        details: dict[str, Any] | None = None) -> Job | None:
+        """Move a waiting economy job straight to running (stage ``forwarded``) with its ``plan``, for a
+        job that a peer runs; None if it is no longer waiting (a worker took it first)."""
+        now = time.time()
+        plan_json = json.dumps(plan, sort_keys=True, allow_nan=False, ensure_ascii=False)
+        with self._db.write(durable=True) as conn:
+            current, cancel_requested = self._state(conn, job_id)
+            if current not in (JobState.QUEUED, JobState.SCHEDULED) or cancel_requested:
+                return None
+            conn.execute("UPDATE jobs SET not_before = NULL, plan = ? WHERE id = ?", (plan_json, job_id))
+            self._move(conn, job_id, current, JobState.RUNNING, now, stage="forwarded", message=message,
+                       details=details)
+            job = self._load(conn, job_id)
+        log.info("job %s: %s", job_id, message)
+        return job
+
     def waiting_economy(self) -> list[Job]:
         """Economy jobs that wait for the planner: scheduled ones, and queued ones it has not planned yet."""
         with self._db.read() as conn:

@@ -12,9 +12,19 @@ node, plus the peers enrolled in ``trust.sqlite3``) whenever that set of jobs or
 changes, or a job finishes. A job gets a start time (state ``scheduled``; ``claim_next`` does
 not hand it out before its ``not_before``) or, when waiting would miss its deadline, goes to run
 now with a message saying why. Work is estimated from the job's scene (analysis cached per scene
-and routing options); kinds without a work model count as ``DEFAULT_WORK_HOURS``. Jobs are not
-forwarded to peers: a cheaper plan on a peer is only reported in the job's message. The
+and routing options); kinds without a work model count as ``DEFAULT_WORK_HOURS``. The
 dispatcher plans before it claims, and never claims an economy job the planner has not seen.
+
+When the pool's cheapest plan puts a job on an enrolled peer whose window starts now, the
+planner **forwards** it (``forward=True``, the default): the job goes to running (stage
+``forwarded``) and a thread uploads its scene and submits the same kind and options to the peer
+with priority ``now``, signing each request with this node's identity key (the peer accepts
+requests signed by the nodes on its allowlist); it follows the peer's job, copies its artifacts
+into the local job, and ends the local job as the peer's ended. The idempotency key
+``forwarded-<job id>`` makes a forward repeated after a restart follow the same peer job. A peer
+that cannot be reached (or is lost while it runs the job) sends the job back to its local plan,
+and it is not forwarded again. A cheaper peer whose window is later, or without a URL, is only
+reported in the job's message.
 """
 
 from __future__ import annotations
@@ -139,7 +149,7 @@ class EconomyPlanner:
     """
 
     def __init__(self, store: Any, data_dir: Path, *, tariff: Any = None, timezone: str | None = None,
-                 gpus: int = 1, clock: Callable[[], float] | None = None) -> None:
+                 gpus: int = 1, clock: Callable[[], float] | None = None, forward: bool = True) -> None:
         from engine.economy import DEFAULT_TARIFF, local_timezone
 
         self.store = store
@@ -152,6 +162,10 @@ class EconomyPlanner:
         self._signature: tuple | None = None
         self._analyses: dict[str, Any] = {}
         self._registry: Any = None
+        self.forward = forward
+        self._peers: dict[str, Any] = {}  # pool node name → enrolled Peer
+        self._local_only: set[str] = set()  # jobs whose forwarding failed: they run here
+        self._forwarding: dict[str, threading.Thread] = {}
 
     def pool(self) -> Any:
         """The local node and the enrolled peers (when the node has a trust database)."""
@@ -166,7 +180,9 @@ class EconomyPlanner:
                     from engine.trust.peers import PeerRegistry
 
                     self._registry = PeerRegistry(self.data_dir)
-                peers = nodes_from_peers(self._registry.list(), self.timezone, self.tariff)
+                enrolled = self._registry.list()
+                peers = nodes_from_peers(enrolled, self.timezone, self.tariff)
+                self._peers = {node.name: peer for node, peer in zip(peers, enrolled, strict=True)}
             except OptimizerError as exc:
                 log.warning("economy planning without peers: %s", exc)
         return Pool((local, *peers))
@@ -193,13 +209,85 @@ class EconomyPlanner:
                     self.store.set_plan(job.id, {"mode": "now", "error": str(exc)}, not_before=None,
                                         message=f"economy: could not be planned ({exc}); it runs now")
             self._signature = signature
+            by_id = {job.id: job for job in waiting}
             for decision in decisions or []:
+                if self._try_forward(by_id[decision.job_id], decision, now):
+                    continue
                 not_before = None if decision.run_now else decision.not_before.timestamp()
                 details = {k: decision.plan.get(k) for k in ("not_before", "node", "cost", "saving_percent")
                            if k in decision.plan}
                 self.store.set_plan(decision.job_id, decision.plan, not_before=not_before,
                                     message=decision.message, details=details)
             return len(waiting)
+
+    def _try_forward(self, job: Any, decision: Any, now: datetime) -> bool:
+        """Start forwarding ``job`` if its decision puts it on an enrolled peer whose window is now."""
+        other = decision.plan.get("elsewhere")
+        if not self.forward or not other or job.id in self._local_only or job.scene_digest is None:
+            return False
+        peer = self._peers.get(other.get("node"))
+        if peer is None or not peer.url or datetime.fromisoformat(other["start"]) > now:
+            return False
+        name = other["node"]
+        plan = {**decision.plan, "mode": "forwarded", "node": name, "cost": other["cost"], "peer_url": peer.url}
+        message = (f"economy: forwarding to {name}, whose cheapest window is now ({other['cost']:.2f} "
+                   f"{decision.plan.get('currency', '')} against {decision.plan.get('cost', 0.0):.2f} here)")
+        if self.store.start_forwarded(job.id, plan, message=message, details={"node": name}) is None:
+            return True  # no longer waiting (a worker took it, or it was cancelled)
+        thread = threading.Thread(target=self._forward, args=(job, name, peer, decision),
+                                  name=f"optimizer-forward-{job.id[:8]}", daemon=True)
+        self._forwarding[job.id] = thread
+        thread.start()
+        return True
+
+    def _forward(self, job: Any, name: str, peer: Any, decision: Any) -> None:
+        """Run ``job`` on ``peer`` (signed requests), copy its artifacts here and end the job as it ended there."""
+        from engine.client import EngineClient
+        from engine.service.security import load_or_create_identity
+        from engine.service.store import JobState
+
+        try:
+            try:
+                identity, key = load_or_create_identity(self.data_dir)
+                client = EngineClient(peer.url, signer=(identity.node_id, key), retries=1, backoff=0.2)
+                ref = client.upload_scene(self.store.load_scene(job.scene_digest))
+                remote = client.submit(scene_ref=ref, kind=job.kind, options=job.options, priority="now",
+                                       idempotency_key=f"forwarded-{job.id}")
+            except Exception as exc:  # unreachable, refused, or any other failure: run here
+                self._fall_back(job.id, decision, f"could not forward to {name} ({exc})")
+                return
+            self.store.message(job.id, f"forwarded to {name} as job {remote.id}")
+            try:
+                remote = client.wait(remote.id)
+                for item in remote.artifacts:
+                    self.store.add_artifact(job.id, item.name, client.artifact(remote.id, item.name),
+                                            item.content_type)
+            except Exception as exc:
+                self._fall_back(job.id, decision, f"lost {name} while it ran the job as {remote.id} ({exc})")
+                return
+            where = f"on {name} (job {remote.id})"
+            if remote.state == "done":
+                self.store.transition(job.id, JobState.DONE, stage="done", message=f"done {where}")
+            elif remote.state == "cancelled":
+                self.store.transition(job.id, JobState.CANCELLED, message=f"cancelled {where}")
+            else:
+                self.store.transition(job.id, JobState.FAILED, error=f"failed {where}: {remote.error or 'no error given'}")
+        except Exception:  # the thread must not die silently with the job left running
+            log.exception("forwarding job %s to %s failed", job.id, name)
+        finally:
+            self._forwarding.pop(job.id, None)
+
+    def _fall_back(self, job_id: str, decision: Any, why: str) -> None:
+        """Send a job whose forwarding failed back to its local plan (never forwarded again)."""
+        from engine.service.store import JobState
+
+        log.warning("job %s: %s; it runs here", job_id, why)
+        self._local_only.add(job_id)
+        self.store.transition(job_id, JobState.QUEUED, message=f"economy: {why}; it runs here as planned")
+        not_before = None if decision.run_now else decision.not_before.timestamp()
+        self.store.set_plan(job_id, decision.plan, not_before=not_before, message=decision.message,
+                            details={k: decision.plan.get(k) for k in ("not_before", "node", "cost")
+                                     if k in decision.plan})
 
     def _decide(self, waiting: list[Any], pool: Any, now: datetime) -> list[Any]:
         from engine.economy import DEFAULT_DEADLINE, Waiting, parse_deadline, plan_deferral
