@@ -132,28 +132,48 @@ register_pipeline(PipelineSpec("analyze", "engine.service.pipelines:run_analyze"
                                description="scene features, complexity score and routing plan"))
 
 
+#: Content types of the files the bake, splat and optimize kinds store as artifacts.
+CONTENT_TYPES = {".json": "application/json", ".ply": "application/x-ply", ".png": "image/png", ".exr": "image/x-exr",
+                 ".glb": "model/gltf-binary", ".html": "text/html"}
+
+
+def settings_from_params(cls: type, params: dict[str, Any], kind: str) -> Any:
+    """``cls(**params)`` for a kind's ``options.params``; unknown or ill-typed settings are an
+    InputError naming them."""
+    known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InputError(f"unknown {kind} setting(s) {', '.join(unknown)}", where="options.params",
+                         hint=f"known: {', '.join(sorted(known))}")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise InputError(f"bad {kind} settings ({exc})", where="options.params") from None
+
+
+def add_folder_artifacts(ctx: JobContext, folder: Any, *, skip: tuple[str, ...] = ()) -> None:
+    """Store every file under ``folder`` as an artifact of the job, a ``/`` in its path written as
+    ``__`` (``EngineClient.download_artifacts`` restores the folders)."""
+    from pathlib import Path
+
+    root = Path(folder)
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name not in skip:
+            ctx.add_artifact(path.relative_to(root).as_posix().replace("/", "__"), path.read_bytes(),
+                             CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+
+
 def run_bake(ctx: JobContext) -> None:
     """The `bake` kind: lightmaps of the job's scene (settings from ``options.params``)."""
     import tempfile
-    from pathlib import Path
 
     from engine.bake.pipeline import BakeSettings, bake_scene
 
-    params = dict(ctx.options.get("params") or {})
-    known = set(BakeSettings.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise InputError(f"unknown bake setting(s) {', '.join(unknown)}", where="options.params",
-                         hint=f"known: {', '.join(sorted(known))}")
-    settings = BakeSettings(**params)
+    settings = settings_from_params(BakeSettings, dict(ctx.options.get("params") or {}), "bake")
     scene = ctx.scene()
     with tempfile.TemporaryDirectory(prefix="optimizer-bake-") as tmp:
         bake_scene(scene, tmp, settings, progress=ctx.progress)
-        for path in sorted(Path(tmp).rglob("*")):
-            if path.is_file():
-                kind = {".json": "application/json", ".glb": "model/gltf-binary", ".png": "image/png",
-                        ".exr": "image/x-exr"}.get(path.suffix, "application/octet-stream")
-                ctx.add_artifact(path.relative_to(tmp).as_posix().replace("/", "__"), path.read_bytes(), kind)
+        add_folder_artifacts(ctx, tmp)
 
 
 register_pipeline(PipelineSpec("bake", "engine.service.pipelines:run_bake", gpu=True,
@@ -173,17 +193,9 @@ def run_splat(ctx: JobContext) -> None:
 
     params = dict(ctx.options.get("params") or {})
     references_ref = ctx.options.get("references")
-    known = set(SplatSettings.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise InputError(f"unknown splat setting(s) {', '.join(unknown)}", where="options.params",
-                         hint=f"known: {', '.join(sorted(known))}")
     if isinstance(params.get("objects"), list):
         params["objects"] = tuple(params["objects"])
-    try:
-        settings = SplatSettings(**params)
-    except TypeError as exc:
-        raise InputError(f"bad splat settings ({exc})", where="options.params") from None
+    settings = settings_from_params(SplatSettings, params, "splat")
     scene = ctx.scene()
     references = None
     if references_ref is not None:
@@ -198,11 +210,7 @@ def run_splat(ctx: JobContext) -> None:
     work = Path(tempfile.gettempdir()) / "optimizer-splat" / ctx.job_id
     splat_scene(scene, work, settings, references=references, progress=ctx.progress,
                 cancel=lambda: ctx.check_cancel() or False)
-    for path in sorted(work.rglob("*")):
-        if path.is_file() and path.name != "checkpoint.pt":
-            kind = {".json": "application/json", ".ply": "application/x-ply", ".png": "image/png"}.get(
-                path.suffix, "application/octet-stream")
-            ctx.add_artifact(path.relative_to(work).as_posix().replace("/", "__"), path.read_bytes(), kind)
+    add_folder_artifacts(ctx, work, skip=("checkpoint.pt",))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -252,31 +260,18 @@ def run_optimize(ctx: JobContext) -> None:
     from engine.pipeline import OptimizeSettings, optimize_scene
 
     params = dict(ctx.options.get("params") or {})
-    known = set(OptimizeSettings.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise InputError(f"unknown optimize setting(s) {', '.join(unknown)}", where="options.params",
-                         hint=f"known: {', '.join(sorted(known))}")
     if isinstance(params.get("peer_urls"), list):
         params["peer_urls"] = tuple(params["peer_urls"])
     params.setdefault("routes", dict(ctx.options.get("routes") or {}))
     names = {"ssim": "ssim_min", "psnr": "psnr_min", "lpips": "lpips_max", "vmaf": "vmaf_min", "flip": "flip_max"}
     params.setdefault("quality", {names[k]: v for k, v in dict(ctx.options.get("quality") or {}).items()
                                   if v is not None and k in names})
-    try:
-        settings = OptimizeSettings(**params)
-    except TypeError as exc:
-        raise InputError(f"bad optimize settings ({exc})", where="options.params") from None
+    settings = settings_from_params(OptimizeSettings, params, "optimize")
     scene = ctx.scene()
     work = Path(tempfile.mkdtemp(prefix=f"optimizer-optimize-{ctx.job_id[:8]}-"))
     try:
         optimize_scene(scene, work, settings, node_dir=ctx.store.data_dir, progress=ctx.progress)
-        kinds = {".json": "application/json", ".ply": "application/x-ply", ".png": "image/png", ".exr": "image/x-exr",
-                 ".glb": "model/gltf-binary", ".html": "text/html", ".npz": "application/octet-stream"}
-        for path in sorted(work.rglob("*")):
-            if path.is_file():
-                ctx.add_artifact(path.relative_to(work).as_posix().replace("/", "__"), path.read_bytes(),
-                                 kinds.get(path.suffix, "application/octet-stream"))
+        add_folder_artifacts(ctx, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
